@@ -1,0 +1,18 @@
+"""Channel adapters. The registry is an explicit dict: what is configured is what exists."""
+
+from __future__ import annotations
+
+from channels.app import AppChannel
+from channels.base import ChannelAdapter, DeliveryError
+
+__all__ = ["ChannelAdapter", "DeliveryError", "build_registry"]
+
+
+def build_registry(
+    *, app_callback_url: str | None, webhook_secret: str | None
+) -> dict[str, ChannelAdapter]:
+    """Adapters for the channels that are configured; a missing one dead-letters its replies."""
+    registry: dict[str, ChannelAdapter] = {
+        "app": AppChannel(app_callback_url, webhook_secret),
+    }
+    return registry

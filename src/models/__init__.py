@@ -1,0 +1,26 @@
+"""Tables (SQLAlchemy 2) and value objects. No business logic lives here."""
+
+from models.agent import Agent
+from models.base import Base
+from models.contact import Contact, ContactIdentity
+from models.conversation import Assignment, Conversation
+from models.event import Event
+from models.message import Attachment, Message
+from models.outbox import OutboxItem
+from models.queue import Queue
+from models.sla import SlaTimer
+
+__all__ = [
+    "Agent",
+    "Assignment",
+    "Attachment",
+    "Base",
+    "Contact",
+    "ContactIdentity",
+    "Conversation",
+    "Event",
+    "Message",
+    "OutboxItem",
+    "Queue",
+    "SlaTimer",
+]

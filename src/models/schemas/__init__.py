@@ -1,0 +1,204 @@
+"""API request and response bodies (pydantic v2)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+Role = Literal["agent_l1", "agent_l2", "supervisor", "admin", "integration"]
+Presence = Literal["online", "away", "offline"]
+Status = Literal["open", "pending", "resolved", "closed"]
+PriorityName = Literal["low", "normal", "high", "urgent"]
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class AgentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    role: Role = "agent_l1"
+    email: str | None = Field(default=None, max_length=320)
+    tier: int | None = Field(default=None, ge=1, le=2)
+    languages: list[str] = Field(default_factory=list, max_length=20)
+    skills: list[str] = Field(default_factory=list, max_length=50)
+    capacity: int = Field(default=5, ge=0, le=200)
+
+
+class AgentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    role: str
+    email: str | None
+    tier: int | None
+    languages: list[str]
+    skills: list[str]
+    capacity: int
+    presence: str
+    presence_changed_at: datetime | None
+    active: bool
+    open_conversations: int = 0
+
+
+class AgentCreated(AgentRead):
+    token: str  # shown once
+
+
+class PresenceUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    presence: Presence
+
+
+class QueueRead(BaseModel):
+    name: str
+    title: str
+    tier: int
+    depth: int  # open, unassigned
+    open: int  # open or pending, assigned or not
+    oldest_wait_s: float | None
+    online_agents: int
+    expected_wait_s: int | None = None
+    sla_breached_24h: int = 0
+    sla_met_24h: int = 0
+
+
+class SlaRead(BaseModel):
+    kind: str
+    state: str
+    due_at: datetime | None
+    time_left_s: float | None
+
+
+class ConversationRead(BaseModel):
+    id: int
+    status: str
+    queue: str | None
+    priority: str
+    assignee_id: int | None
+    contact_id: int
+    channel: str
+    language: str | None
+    subject: str | None
+    tags: list[str]
+    routing_reasons: list[str]
+    sla: list[SlaRead]
+    created_at: datetime
+    updated_at: datetime | None
+    last_inbound_at: datetime | None
+    waiting_since: datetime | None
+    resolved_at: datetime | None
+    csat: int | None
+
+
+class AttachmentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    url: str
+    mime: str | None
+    size: int | None
+    name: str | None
+
+
+class MessageRead(BaseModel):
+    id: int
+    conversation_id: int
+    direction: str
+    channel: str
+    kind: str
+    text: str
+    author_agent_id: int | None
+    created_at: datetime
+    sent_at: datetime | None
+    delivery_status: str
+    language: str | None
+    attachments: list[AttachmentRead]
+    error: str | None = None
+
+
+class ReplyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=20_000)
+    internal: bool = False
+    channel: Literal["telegram", "webchat", "email", "app"] | None = None
+
+
+class AssignBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent_id: int | None = None  # None: unassign (managers) — use /claim to take it yourself
+    reason: str = Field(default="", max_length=300)
+
+
+class TransferBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    queue: str | None = Field(default=None, max_length=64)
+    agent_id: int | None = None
+    reason: str = Field(default="", max_length=300)
+
+
+class EscalateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=500)
+    priority: PriorityName | None = None
+
+
+class StatusBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status
+
+
+class IdentityRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    kind: str
+    value: str
+    verified: bool
+    unreachable: bool
+
+
+class ContactRead(BaseModel):
+    id: int
+    name: str | None
+    attributes: dict[str, Any]
+    merged_into_id: int | None
+    identities: list[IdentityRead]
+    created_at: datetime
+
+
+class MergeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    other_contact_id: int
+
+
+class InboundResult(BaseModel):
+    conversation_id: int
+    message_id: int
+    duplicate: bool
+
+
+class EventRead(BaseModel):
+    id: int
+    type: str
+    conversation_id: int | None
+    contact_id: int | None
+    agent_id: int | None
+    queue: str | None
+    data: dict[str, Any]
+    created_at: datetime

@@ -1,0 +1,104 @@
+"""Agent accounts and presence."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Agent, Conversation
+from models.schemas import AgentCreate, AgentRead
+from router import assignment, events
+from router.auth import hash_token, new_token
+from router.errors import NotFound
+from router.runtime import Runtime
+
+
+def read(a: Agent, open_count: int) -> AgentRead:
+    return AgentRead(
+        id=a.id,
+        name=a.name,
+        role=a.role,
+        email=a.email,
+        tier=a.tier,
+        languages=list(a.languages or []),
+        skills=list(a.skills or []),
+        capacity=a.capacity,
+        presence=a.presence,
+        presence_changed_at=a.presence_changed_at,
+        active=a.active,
+        open_conversations=open_count,
+    )
+
+
+async def open_counts(session: AsyncSession) -> dict[int, int]:
+    rows = await session.execute(
+        select(Conversation.assignee_id, func.count())
+        .where(Conversation.status.in_(("open", "pending")), Conversation.assignee_id.is_not(None))
+        .group_by(Conversation.assignee_id)
+    )
+    return {int(a): int(n) for a, n in rows.all()}
+
+
+def default_tier(role: str) -> int | None:
+    return {"agent_l1": 1, "agent_l2": 2, "supervisor": 2}.get(role)
+
+
+async def create(session: AsyncSession, body: AgentCreate) -> tuple[Agent, str]:
+    token = new_token()
+    agent = Agent(
+        name=body.name,
+        email=body.email,
+        role=body.role,
+        tier=body.tier if body.tier is not None else default_tier(body.role),
+        languages=[lang.lower() for lang in body.languages],
+        skills=list(body.skills),
+        capacity=body.capacity if body.role != "integration" else 0,
+        presence="offline",
+        token_hash=hash_token(token),
+        active=True,
+        settings={},
+    )
+    session.add(agent)
+    await session.flush()
+    await events.record(
+        session, "agent.created", agent_id=agent.id, data={"role": agent.role, "tier": agent.tier}
+    )
+    return agent, token
+
+
+async def set_presence(session: AsyncSession, rt: Runtime, agent_id: int, presence: str) -> Agent:
+    agent = await session.get(Agent, agent_id)
+    if agent is None or not agent.active:
+        raise NotFound(f"agent {agent_id} not found")
+    now = rt.now()
+    if agent.presence != presence:
+        agent.presence = presence
+        agent.presence_changed_at = now
+        await session.flush()
+        await events.record(
+            session, "agent.presence", agent_id=agent.id, data={"presence": presence}
+        )
+        if presence == "online":
+            await assignment.assign_waiting(session, rt, now)
+    return agent
+
+
+async def deactivate(session: AsyncSession, rt: Runtime, agent_id: int) -> None:
+    agent = await session.get(Agent, agent_id)
+    if agent is None:
+        raise NotFound(f"agent {agent_id} not found")
+    now = rt.now()
+    agent.active = False
+    agent.presence = "offline"
+    agent.presence_changed_at = now
+    # Rotate the hash so the old token can never match again, even if reactivated.
+    agent.token_hash = hash_token(new_token())
+    held = await session.scalars(
+        select(Conversation).where(
+            Conversation.assignee_id == agent_id, Conversation.status.in_(("open", "pending"))
+        )
+    )
+    for conv in list(held):
+        await assignment.unassign(session, conv, now, reason="agent deactivated")
+    await events.record(session, "agent.deactivated", agent_id=agent_id)
+    await assignment.assign_waiting(session, rt, now)

@@ -1,0 +1,66 @@
+"""The FastAPI application: `create_app()` wires the runtime, routes and background workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from router import __version__
+from router.api import problems
+from router.api.routes import agents, contacts, conversations, events, health, inbound, queues
+from router.bootstrap import build_runtime, sync_queues
+from router.outbox import OutboxWorker
+from router.runtime import Runtime
+from router.settings import Settings, get_settings
+from router.timers import SlaScheduler
+from router.workers import Sweeper
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app. Tests pass their own runtime (database, fake channels, clock)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or build_runtime(settings or get_settings())
+        app.state.runtime = rt
+        await sync_queues(rt)
+        stop = asyncio.Event()
+        tasks: list[asyncio.Task[None]] = []
+        if rt.settings.run_workers:
+            tasks = [
+                asyncio.create_task(OutboxWorker(rt).run(stop), name="outbox"),
+                asyncio.create_task(SlaScheduler(rt).run(stop), name="sla"),
+                asyncio.create_task(Sweeper(rt).run(stop), name="sweeper"),
+            ]
+        try:
+            yield
+        finally:
+            stop.set()
+            rt.outbox_wake.wake()
+            rt.sla_wake.wake()
+            for t in tasks:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+            if runtime is None:
+                for ch in rt.channels.values():
+                    await ch.aclose()
+                await rt.db.dispose()
+
+    app = FastAPI(
+        title="Careline",
+        version=__version__,
+        description="Omnichannel message router for support teams whose conversations matter.",
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    for module in (health, inbound, agents, queues, conversations, contacts, events):
+        app.include_router(module.api_router)
+    return app

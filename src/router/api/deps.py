@@ -1,0 +1,88 @@
+"""FastAPI dependencies: the runtime, one unit of work per request, the caller's principal."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Agent
+from router.auth import Principal, hash_token
+from router.errors import Forbidden, Unauthorized, Unavailable
+from router.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_session(rt: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    """Commit after the handler returns, before the response is sent: a 2xx means durable."""
+    try:
+        async with rt.db.session() as session:
+            yield session
+    except (OperationalError, DBAPIError, OSError) as exc:
+        # A database outage must answer 503 so webhook providers retry, never 500.
+        if (
+            isinstance(exc, DBAPIError)
+            and not exc.connection_invalidated
+            and not isinstance(exc, OperationalError)
+        ):
+            raise
+        raise Unavailable("the database is unavailable; retry later") from exc
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing bearer token")
+    return token.strip()
+
+
+async def get_principal(request: Request, rt: RuntimeDep) -> Principal:
+    token = _bearer(request)
+    admin = rt.settings.admin_token
+    if (
+        admin is not None
+        and admin.get_secret_value()
+        and secrets.compare_digest(token.encode(), admin.get_secret_value().encode())
+    ):
+        return Principal(role="admin", agent_id=None, tier=2, name="admin")
+    async with rt.db.session() as session:
+        agent = await session.scalar(
+            select(Agent).where(Agent.token_hash == hash_token(token), Agent.active.is_(True))
+        )
+    if agent is None:
+        raise Unauthorized("invalid or revoked token")
+    return Principal(role=agent.role, agent_id=agent.id, tier=agent.tier, name=agent.name)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require(*roles: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
+    async def dep(p: PrincipalDep) -> Principal:
+        if p.role not in roles:
+            raise Forbidden(f"role {p.role} may not do this (needs one of: {', '.join(roles)})")
+        return p
+
+    return dep
+
+
+AGENTS = ("agent_l1", "agent_l2", "supervisor", "admin")
+AgentDep = Annotated[Principal, Depends(require(*AGENTS))]
+ManagerDep = Annotated[Principal, Depends(require("supervisor", "admin"))]
+IntegrationDep = Annotated[Principal, Depends(require("integration", "admin"))]

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from models.schemas import ContactRead, IdentityRead, MergeBody
+from router import contacts, service
+from router.api.deps import AgentDep, RuntimeDep, SessionDep
+from router.errors import NotFound
+
+api_router = APIRouter(prefix="/api/v1/contacts", tags=["contacts"])
+
+
+async def _read(session: SessionDep, contact_id: int) -> ContactRead:
+    c = await contacts.get_contact(session, contact_id)
+    idents = await contacts.identities(session, contact_id)
+    return ContactRead(
+        id=c.id,
+        name=c.name,
+        attributes=dict(c.attributes or {}),
+        merged_into_id=c.merged_into_id,
+        identities=[IdentityRead.model_validate(i) for i in idents],
+        created_at=c.created_at,
+    )
+
+
+@api_router.get("/{contact_id}", response_model=ContactRead)
+async def get_contact(contact_id: int, p: AgentDep, session: SessionDep) -> ContactRead:
+    await service.require_visible_contact(session, p, contact_id)
+    return await _read(session, contact_id)
+
+
+@api_router.post("/{contact_id}/merge", response_model=ContactRead)
+async def merge(
+    contact_id: int, body: MergeBody, p: AgentDep, rt: RuntimeDep, session: SessionDep
+) -> ContactRead:
+    """Merge `other_contact_id` into this contact (identities and conversations move here)."""
+    await service.require_visible_contact(session, p, contact_id)
+    await service.require_visible_contact(session, p, body.other_contact_id)
+    keep = await contacts.get_contact(session, contact_id)
+    other = await contacts.get_contact(session, body.other_contact_id)
+    if keep.merged_into_id is not None:
+        raise NotFound(f"contact {contact_id} was merged into {keep.merged_into_id}")
+    await contacts.merge_contacts(
+        session, keep=keep, other=other, now=rt.now(), reason="agent", agent_id=p.agent_id
+    )
+    return await _read(session, contact_id)

@@ -1,0 +1,78 @@
+"""The `app` channel: mobile/web apps post customer messages here."""
+
+from __future__ import annotations
+
+import phonenumbers
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from channels import app as app_channel
+from models import ContactIdentity, Conversation, Message
+from models.schemas import InboundResult, MessageRead, Page
+from router import ingest, service
+from router.api.deps import IntegrationDep, RuntimeDep, SessionDep
+from router.errors import NotFound
+
+api_router = APIRouter(prefix="/api/v1", tags=["app channel"])
+
+
+def e164(raw: str | None, region: str) -> str | None:
+    """E.164 or None: an unparseable number is kept out of identity matching."""
+    if not raw:
+        return None
+    try:
+        num = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(num):
+        return None
+    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+
+
+@api_router.post("/inbound", response_model=InboundResult)
+async def inbound(
+    body: app_channel.AppInbound, _p: IntegrationDep, rt: RuntimeDep, session: SessionDep
+) -> InboundResult:
+    """Store one app message (idempotent on `message.external_id`); answers once durable."""
+    msg = app_channel.normalise(
+        body, now=rt.now(), phone=e164(body.contact.phone, rt.settings.default_region)
+    )
+    res = await ingest.ingest(session, rt, msg)
+    return InboundResult(
+        conversation_id=res.conversation_id, message_id=res.message_id, duplicate=res.duplicate
+    )
+
+
+@api_router.get("/inbound/messages", response_model=Page[MessageRead])
+async def pull_replies(
+    _p: IntegrationDep,
+    session: SessionDep,
+    contact_external_id: str = Query(min_length=1, max_length=200),
+    since: int = Query(default=0, ge=0, description="last message id the app has"),
+    limit: int = Query(default=100, ge=1, le=500),
+) -> Page[MessageRead]:
+    """Replies (and messages) for one app user, oldest first: for apps without a callback URL."""
+    ident = await session.scalar(
+        select(ContactIdentity).where(
+            ContactIdentity.kind == "app", ContactIdentity.value == contact_external_id
+        )
+    )
+    if ident is None:
+        raise NotFound("no app contact with that external id")
+    rows = list(
+        await session.scalars(
+            select(Message)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(
+                Conversation.contact_id == ident.contact_id,
+                Message.id > since,
+                Message.direction == "out",
+                Message.channel == "app",
+            )
+            .order_by(Message.id)
+            .limit(limit + 1)
+        )
+    )
+    page = rows[:limit]
+    items = await service.message_reads(session, page)
+    return Page(items=items, next_cursor=str(page[-1].id) if len(rows) > limit else None)

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from models import Queue
+from models.schemas import Page, QueueRead
+from router import flows, service, wait
+from router.api.deps import AgentDep, RuntimeDep, SessionDep
+
+api_router = APIRouter(prefix="/api/v1/queues", tags=["queues"])
+
+
+@api_router.get("", response_model=Page[QueueRead])
+async def list_queues(p: AgentDep, rt: RuntimeDep, session: SessionDep) -> Page[QueueRead]:
+    """Live depth, oldest wait, online agents, expected wait and 24 h SLA outcomes per queue."""
+    now = rt.now()
+    items = []
+    for row in await service.queue_stats(session, rt, now):
+        if int(row["tier"]) > p.max_tier:  # type: ignore[call-overload]
+            continue
+        q = await session.scalar(select(Queue).where(Queue.name == row["name"]))
+        assert q is not None
+        est = await flows.estimate_wait(session, rt, q, "normal", now)
+        items.append(QueueRead(**row, expected_wait_s=wait.wait_minutes(est) * 60))  # type: ignore[arg-type]
+    return Page(items=items)

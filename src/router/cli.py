@@ -1,0 +1,114 @@
+"""`careline` command line: serve, migrate, demo, agent create, telegram poll."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from router.settings import Settings, get_settings
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from router.api import create_app
+    from router.logs import configure
+
+    configure(settings.log_level)
+    app = create_app(settings)
+    # Headers/query strings can carry tokens, so uvicorn's access log stays off.
+    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None)
+
+
+def _migrate(settings: Settings) -> None:
+    from router.migrate import upgrade
+
+    upgrade(settings.database_url)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="careline", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    p_serve = sub.add_parser("serve", help="migrate the database, then serve HTTP")
+    p_serve.add_argument("--host", default="127.0.0.1")
+    p_serve.add_argument("--port", type=int, default=8000)
+
+    sub.add_parser("migrate", help="apply database migrations")
+
+    p_demo = sub.add_parser("demo", help="seed queues, agents and sample conversations, then serve")
+    p_demo.add_argument("--host", default="127.0.0.1")
+    p_demo.add_argument("--port", type=int, default=8000)
+    p_demo.add_argument("--no-serve", action="store_true", help="seed and print, do not serve")
+
+    p_agent = sub.add_parser("agent", help="manage agents")
+    agent_sub = p_agent.add_subparsers(dest="agent_cmd", required=True)
+    p_create = agent_sub.add_parser("create", help="create an agent and print its token once")
+    p_create.add_argument("--name", required=True)
+    p_create.add_argument(
+        "--role",
+        default="agent_l1",
+        choices=["agent_l1", "agent_l2", "supervisor", "admin", "integration"],
+    )
+    p_create.add_argument("--email")
+    p_create.add_argument("--tier", type=int, choices=[1, 2])
+    p_create.add_argument("--languages", default="", help="comma-separated, e.g. es,en")
+    p_create.add_argument("--skills", default="")
+    p_create.add_argument("--capacity", type=int, default=5)
+
+    p_tg = sub.add_parser("telegram", help="Telegram channel tools")
+    tg_sub = p_tg.add_subparsers(dest="tg_cmd", required=True)
+    tg_sub.add_parser("poll", help="long-polling mode for development")
+
+    args = parser.parse_args(argv)
+    settings = get_settings()
+
+    if args.cmd == "migrate":
+        _migrate(settings)
+        print("database is at the latest migration")
+        return 0
+    if args.cmd == "serve":
+        _migrate(settings)
+        _serve(settings, args.host, args.port)
+        return 0
+    if args.cmd == "demo":
+        from router.demo import seed
+
+        _migrate(settings)
+        text = asyncio.run(seed(settings, base_url=f"http://{args.host}:{args.port}"))
+        print(text, flush=True)
+        if not args.no_serve:
+            _serve(settings, args.host, args.port)
+        return 0
+    if args.cmd == "agent" and args.agent_cmd == "create":
+        from models.schemas import AgentCreate
+        from router.demo import create_agent
+
+        _migrate(settings)
+        body = AgentCreate(
+            name=args.name,
+            role=args.role,
+            email=args.email,
+            tier=args.tier,
+            languages=[x for x in args.languages.split(",") if x],
+            skills=[x for x in args.skills.split(",") if x],
+            capacity=args.capacity,
+        )
+        agent_id, token = asyncio.run(create_agent(settings, body))
+        print(f"agent {agent_id} created ({args.role}). Token (shown once): {token}")
+        return 0
+    if args.cmd == "telegram":
+        print(
+            "the Telegram channel is not available in this version "
+            "(see the issue 'Telegram channel')",
+            file=sys.stderr,
+        )
+        return 2
+    parser.error("unknown command")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

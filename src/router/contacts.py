@@ -1,0 +1,143 @@
+"""Contacts and identities: one person across channels."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Contact, ContactIdentity, Conversation, Event
+from models.messages import IDENTITY_KIND, Sender
+from router import events
+from router.errors import InvalidInput, NotFound
+
+
+async def _identity(session: AsyncSession, kind: str, value: str) -> ContactIdentity | None:
+    return await session.scalar(
+        select(ContactIdentity).where(ContactIdentity.kind == kind, ContactIdentity.value == value)
+    )
+
+
+async def resolve_contact(
+    session: AsyncSession, channel: str, sender: Sender, now: datetime
+) -> Contact:
+    """Find or create the sender's contact.
+
+    The channel identity finds a known sender; a *verified* phone or e-mail joins the sender
+    to the person who already owns it (merging two contacts when both exist). Unverified
+    values are only remembered as attributes, so nobody can claim another's identity.
+    """
+    kind = IDENTITY_KIND[channel]
+    keys: list[tuple[str, str, bool]] = [(kind, sender.external_id, kind in ("phone", "email"))]
+    if sender.phone and sender.phone_verified and kind != "phone":
+        keys.append(("phone", sender.phone, True))
+    if sender.email and sender.email_verified and kind != "email":
+        keys.append(("email", sender.email, True))
+
+    found: dict[tuple[str, str], ContactIdentity] = {}
+    for k, v, _ in keys:
+        ident = await _identity(session, k, v)
+        if ident is not None:
+            found[(k, v)] = ident
+
+    contact_ids = sorted({i.contact_id for i in found.values()})
+    contacts = [await _live_contact(session, cid) for cid in contact_ids]
+    contact: Contact | None = min(contacts, key=lambda c: c.id) if contacts else None
+    if contact is None:
+        contact = Contact(name=sender.name, attributes={})
+        session.add(contact)
+        await session.flush()
+        await events.record(session, "contact.created", contact_id=contact.id)
+    else:
+        for other in contacts:
+            if other.id != contact.id:
+                await merge_contacts(session, keep=contact, other=other, now=now, reason="identity")
+        if sender.name and not contact.name:
+            contact.name = sender.name
+
+    for k, v, verified in keys:
+        if (k, v) not in found:
+            session.add(ContactIdentity(contact_id=contact.id, kind=k, value=v, verified=verified))
+        elif verified and not found[(k, v)].verified:
+            found[(k, v)].verified = True
+    attrs = dict(contact.attributes or {})
+    if sender.phone and not sender.phone_verified:
+        attrs["unverified_phone"] = sender.phone
+    if sender.email and not sender.email_verified:
+        attrs["unverified_email"] = sender.email
+    if attrs != contact.attributes:
+        contact.attributes = attrs
+    await session.flush()
+    return contact
+
+
+async def _live_contact(session: AsyncSession, contact_id: int) -> Contact:
+    """Follow `merged_into_id` to the contact that survives."""
+    contact = await session.get(Contact, contact_id)
+    seen = 0
+    while contact is not None and contact.merged_into_id is not None and seen < 10:
+        contact = await session.get(Contact, contact.merged_into_id)
+        seen += 1
+    if contact is None:
+        raise NotFound(f"contact {contact_id} not found")
+    return contact
+
+
+async def merge_contacts(
+    session: AsyncSession,
+    *,
+    keep: Contact,
+    other: Contact,
+    now: datetime,
+    reason: str,
+    agent_id: int | None = None,
+) -> Contact:
+    """Move `other`'s identities and conversations to `keep`; `other` remains as a tombstone."""
+    if keep.id == other.id:
+        raise InvalidInput("cannot merge a contact into itself")
+    if other.merged_into_id is not None or keep.merged_into_id is not None:
+        raise InvalidInput("contact was already merged")
+    await session.execute(
+        update(ContactIdentity)
+        .where(ContactIdentity.contact_id == other.id)
+        .values(contact_id=keep.id)
+    )
+    await session.execute(
+        update(Conversation).where(Conversation.contact_id == other.id).values(contact_id=keep.id)
+    )
+    await session.execute(
+        update(Event).where(Event.contact_id == other.id).values(contact_id=keep.id)
+    )
+    attrs = dict(other.attributes or {})
+    attrs.update(keep.attributes or {})
+    keep.attributes = attrs
+    keep.name = keep.name or other.name
+    keep.updated_at = now
+    other.merged_into_id = keep.id
+    other.updated_at = now
+    await session.flush()
+    await events.record(
+        session,
+        "contact.merged",
+        contact_id=keep.id,
+        agent_id=agent_id,
+        data={"merged_contact_id": other.id, "reason": reason},
+    )
+    return keep
+
+
+async def get_contact(session: AsyncSession, contact_id: int) -> Contact:
+    contact = await session.get(Contact, contact_id)
+    if contact is None:
+        raise NotFound(f"contact {contact_id} not found")
+    return contact
+
+
+async def identities(session: AsyncSession, contact_id: int) -> list[ContactIdentity]:
+    rows = await session.scalars(
+        select(ContactIdentity)
+        .where(ContactIdentity.contact_id == contact_id)
+        .order_by(ContactIdentity.id)
+    )
+    return list(rows)

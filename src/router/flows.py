@@ -1,0 +1,346 @@
+"""Multi-step work with side effects, run inside the caller's unit of work.
+
+Decisions come from the pure modules (`rules`, `assign`, `sla`, `wait`); this module loads
+their inputs, writes their outputs and records events.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Agent, Contact, ContactIdentity, Conversation, Message, OutboxItem, Queue
+from models.messages import IDENTITY_KIND
+from router import assignment, events, rules, timers, wait
+from router.errors import Conflict
+from router.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# Channels that can carry a text reply; a phone call log cannot.
+TEXT_CHANNELS = ("telegram", "webchat", "email", "app")
+MAX_REASONS = 30
+
+
+async def queue_of(session: AsyncSession, conv: Conversation) -> Queue | None:
+    return await session.get(Queue, conv.queue_id) if conv.queue_id is not None else None
+
+
+async def queue_by_name(session: AsyncSession, name: str) -> Queue:
+    q = await session.scalar(select(Queue).where(Queue.name == name))
+    if q is None:
+        raise Conflict(f"queue {name!r} does not exist")
+    return q
+
+
+async def conv_event(
+    session: AsyncSession,
+    type_: str,
+    conv: Conversation,
+    *,
+    agent_id: int | None = None,
+    data: dict[str, Any] | None = None,
+    tier: int | None = None,
+) -> None:
+    """Record an event about a conversation, visible to whoever may read its queue."""
+    q = await queue_of(session, conv)
+    await events.record(
+        session,
+        type_,
+        conversation=conv,
+        queue=q.name if q else None,
+        tier=tier if tier is not None else (q.tier if q else 1),
+        agent_id=agent_id,
+        data=data,
+    )
+
+
+async def after_inbound(
+    session: AsyncSession,
+    rt: Runtime,
+    conv: Conversation,
+    contact: Contact,
+    message: Message,
+    *,
+    how: str,
+    was_pending: bool,
+    now: datetime,
+) -> None:
+    new = how == "new"
+    if new:
+        await conv_event(session, "conversation.created", conv, data={"channel": conv.channel})
+    decision = await route(session, rt, conv, contact, [message], now)
+    await conv_event(
+        session,
+        "message.received",
+        conv,
+        data={"message_id": message.id, "channel": message.channel, "kind": message.kind},
+    )
+    await timers.on_customer_message(session, rt, conv, now, how=how)
+    if decision.crisis:
+        await send_crisis_ack(session, rt, conv, now)
+    elif new:
+        await send_wait_ack(session, rt, conv, now)
+    if conv.assignee_id is None:
+        await assignment.try_assign(session, rt, conv, now)
+
+
+async def route(
+    session: AsyncSession,
+    rt: Runtime,
+    conv: Conversation,
+    contact: Contact,
+    new_messages: list[Message],
+    now: datetime,
+) -> rules.RoutingDecision:
+    """Apply the policy to the new inbound messages; only ever moves a conversation up."""
+    current = await queue_of(session, conv)
+    snapshot = rules.ConversationSnapshot(
+        channel=conv.channel,
+        queue=current.name if current else None,
+        priority=conv.priority if current else None,
+        tags=tuple(conv.tags or ()),
+        language=conv.language,
+        status=conv.status,
+    )
+    msgs = [
+        rules.MessageSnapshot(
+            text=m.text,
+            direction=m.direction,
+            channel=m.channel,
+            kind=m.kind,
+            channel_meta=m.channel_meta or {},
+        )
+        for m in new_messages
+    ]
+    decision = rules.route(
+        snapshot, msgs, rules.ContactSnapshot(attributes=contact.attributes or {}), now, rt.policy
+    )
+    if decision.language and not conv.language:
+        conv.language = decision.language
+    for m in new_messages:
+        if m.language is None:
+            m.language = decision.language
+    if current is None or decision.changed:
+        target = await queue_by_name(session, decision.queue)
+        moved_tier = current is not None and target.tier > current.tier
+        conv.queue_id = target.id
+        conv.priority = decision.priority
+        conv.tags = list(decision.tags)
+        conv.routing_reasons = (list(conv.routing_reasons or []) + list(decision.reasons))[
+            -MAX_REASONS:
+        ]
+        conv.updated_at = now
+        await conv_event(
+            session,
+            "conversation.routed",
+            conv,
+            data={
+                "queue": target.name,
+                "priority": decision.priority,
+                "reasons": list(decision.reasons),
+                "from_queue": current.name if current else None,
+            },
+        )
+        if current is not None:
+            await timers.on_queue_change(session, rt, conv, now)
+        if moved_tier and conv.assignee_id is not None:
+            # A first-line agent cannot read a second-line conversation: hand it back.
+            await assignment.unassign(session, conv, now, reason="escalated by routing")
+    elif set(decision.tags) != set(conv.tags or ()):
+        conv.tags = list(decision.tags)
+    if decision.crisis and "crisis.detected" not in await _event_types(session, conv):
+        await conv_event(
+            session,
+            "crisis.detected",
+            conv,
+            data={"alert": "supervisor", "reasons": list(decision.reasons)},
+        )
+    await session.flush()
+    return decision
+
+
+async def _event_types(session: AsyncSession, conv: Conversation) -> set[str]:
+    from models import Event
+
+    rows = await session.scalars(
+        select(Event.type).where(Event.conversation_id == conv.id, Event.type == "crisis.detected")
+    )
+    return set(rows)
+
+
+async def reply_channel(session: AsyncSession, conv: Conversation) -> str:
+    """The customer's own channel: where they last wrote from, if it can carry text."""
+    ch = await session.scalar(
+        select(Message.channel)
+        .where(
+            Message.conversation_id == conv.id,
+            Message.direction == "in",
+            Message.channel.in_(TEXT_CHANNELS),
+        )
+        .order_by(Message.id.desc())
+        .limit(1)
+    )
+    if ch is None and conv.channel in TEXT_CHANNELS:
+        ch = conv.channel
+    if ch is None:
+        raise Conflict("this conversation has no text channel to reply on (calls only)")
+    return ch
+
+
+async def recipient_for(session: AsyncSession, conv: Conversation, channel: str) -> str:
+    ident = await session.scalar(
+        select(ContactIdentity)
+        .where(
+            ContactIdentity.contact_id == conv.contact_id,
+            ContactIdentity.kind == IDENTITY_KIND[channel],
+        )
+        .order_by(ContactIdentity.id.desc())
+        .limit(1)
+    )
+    if ident is None:
+        raise Conflict(f"the contact has no {channel} identity to reply to")
+    if ident.unreachable:
+        raise Conflict(f"the contact is unreachable on {channel}")
+    return ident.value
+
+
+async def enqueue_outbound(
+    session: AsyncSession,
+    rt: Runtime,
+    conv: Conversation,
+    text: str,
+    *,
+    kind: str = "text",
+    author_agent_id: int | None = None,
+    channel: str | None = None,
+    now: datetime,
+) -> Message:
+    """Write an outbound message and its outbox item in one transaction."""
+    ch = channel or await reply_channel(session, conv)
+    recipient = await recipient_for(session, conv, ch)
+    msg = Message(
+        conversation_id=conv.id,
+        direction="out",
+        channel=ch,
+        kind=kind,
+        text=text,
+        author_agent_id=author_agent_id,
+        created_at=now,
+        delivery_status="queued",
+        channel_meta={"recipient": recipient},
+    )
+    session.add(msg)
+    await session.flush()
+    session.add(
+        OutboxItem(
+            message_id=msg.id,
+            conversation_id=conv.id,
+            channel=ch,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+    conv.last_outbound_at = now
+    conv.updated_at = now
+    await session.flush()
+    await conv_event(
+        session,
+        "message.queued",
+        conv,
+        agent_id=author_agent_id,
+        data={"message_id": msg.id, "channel": ch, "kind": kind},
+    )
+    return msg
+
+
+async def _auto_sent(session: AsyncSession, conv: Conversation, kind: str) -> bool:
+    n = await session.scalar(
+        select(func.count())
+        .select_from(Message)
+        .where(Message.conversation_id == conv.id, Message.kind == kind)
+    )
+    return bool(n)
+
+
+async def send_crisis_ack(
+    session: AsyncSession, rt: Runtime, conv: Conversation, now: datetime
+) -> None:
+    if await _auto_sent(session, conv, "crisis_ack"):
+        return
+    try:
+        await enqueue_outbound(
+            session, rt, conv, rt.policy.crisis_ack_text(conv.language), kind="crisis_ack", now=now
+        )
+    except Conflict:
+        log.warning("crisis acknowledgement not sendable", extra={"conversation_id": conv.id})
+
+
+async def send_wait_ack(
+    session: AsyncSession, rt: Runtime, conv: Conversation, now: datetime
+) -> None:
+    """Tell a new customer how long they will likely wait (once per conversation)."""
+    if conv.ack_sent or await _auto_sent(session, conv, "ack"):
+        return
+    q = await queue_of(session, conv)
+    if q is None:
+        return
+    est = await estimate_wait(session, rt, q, conv.priority, now, exclude_id=conv.id)
+    try:
+        await enqueue_outbound(
+            session,
+            rt,
+            conv,
+            rt.policy.ack_text(conv.language, wait.wait_minutes(est), est.surge),
+            kind="ack",
+            now=now,
+        )
+    except Conflict:
+        return  # a call-only contact: the callback request is the acknowledgement
+    conv.ack_sent = True
+
+
+async def estimate_wait(
+    session: AsyncSession,
+    rt: Runtime,
+    q: Queue,
+    priority: str,
+    now: datetime,
+    *,
+    exclude_id: int | None = None,
+) -> wait.WaitEstimate:
+    depth_ahead = (
+        await session.scalar(
+            select(func.count())
+            .select_from(Conversation)
+            .where(
+                Conversation.queue_id == q.id,
+                Conversation.status == "open",
+                Conversation.assignee_id.is_(None),
+                Conversation.id != (exclude_id or 0),
+            )
+        )
+        or 0
+    )
+    online = (
+        await session.scalar(
+            select(func.count())
+            .select_from(Agent)
+            .where(Agent.active.is_(True), Agent.presence == "online", Agent.tier == q.tier)
+        )
+        or 0
+    )
+    median = await assignment.recent_median_handle_s(session, q, now)
+    target = rt.policy.sla_for(q.name, priority)
+    return wait.expected_wait(
+        depth_ahead=depth_ahead,
+        online_agents=online,
+        median_handle_s=median,
+        fallback_s=float(target.first_response_s),
+    )

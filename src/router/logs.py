@@ -1,0 +1,41 @@
+"""JSON logs. Only ids and metadata are ever passed to the logger; this formatter also drops
+any `extra` field whose name suggests content or secrets, as a second line of defence."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+_STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
+_FORBIDDEN = ("text", "body", "token", "secret", "password", "authorization", "content")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key in _STD or key.startswith("_") or key in ("message", "asctime"):
+                continue
+            if any(word in key.lower() for word in _FORBIDDEN):
+                continue
+            out[key] = value if isinstance(value, (int, float, bool, type(None))) else str(value)
+        if record.exc_info and record.exc_info[0] is not None:
+            out["exc_type"] = record.exc_info[0].__name__
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def configure(level: str = "INFO") -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # uvicorn's access log prints query strings (web chat tokens live there): keep it quiet.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

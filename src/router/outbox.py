@@ -1,0 +1,236 @@
+"""Outbox worker: deliver queued replies through their channel, at least once, never lost.
+
+Claiming marks items `sending` with a lease (`next_attempt_at`) in its own short
+transaction; on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so concurrent workers on any
+number of instances never take the same item. The outcome is written only if our claim still
+holds (same `attempts`), so a worker that outlived its lease cannot overwrite a newer attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+
+from channels.base import DeliveryError
+from models import Attachment, Conversation, Message, OutboxItem
+from models.messages import AttachmentRef, DeliveryResult, OutboundMessage
+from router import flows, metrics
+from router.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def backoff_delay(
+    attempt: int, *, base: float, cap: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Exponential back-off with "equal jitter": half fixed, half random, capped.
+
+    The fixed half guarantees progress between tries; the random half spreads a burst of
+    failures (a channel outage) so retries don't arrive in lockstep.
+    """
+    exp = min(cap, base * (2 ** max(0, attempt - 1)))
+    return exp / 2 + rand() * exp / 2
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    attempts: int
+    message_id: int
+    conversation_id: int
+    channel: str
+
+
+class OutboxWorker:
+    def __init__(self, rt: Runtime, *, batch: int = 20) -> None:
+        self.rt = rt
+        self.batch = batch
+
+    async def claim(self) -> list[Claimed]:
+        rt = self.rt
+        now = rt.now()
+        lease = timedelta(seconds=rt.settings.outbox_lease_s)
+        async with rt.db.session() as session:
+            stmt = (
+                select(OutboxItem)
+                .where(
+                    OutboxItem.status.in_(("pending", "sending")),
+                    OutboxItem.next_attempt_at <= now,
+                )
+                .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+                .limit(self.batch)
+            )
+            if rt.db.dialect == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            items = list(await session.scalars(stmt))
+            claimed = []
+            for item in items:
+                item.status = "sending"
+                item.attempts += 1
+                item.next_attempt_at = now + lease
+                claimed.append(
+                    Claimed(
+                        item.id, item.attempts, item.message_id, item.conversation_id, item.channel
+                    )
+                )
+        return claimed
+
+    async def run_once(self) -> int:
+        """Claim a batch and deliver it concurrently; returns how many were attempted."""
+        claimed = await self.claim()
+        if claimed:
+            await asyncio.gather(*(self._deliver(c) for c in claimed))
+        return len(claimed)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                n = await self.run_once()
+            except Exception:
+                log.exception("outbox batch failed")
+                n = 0
+            if n == 0:
+                await self.rt.outbox_wake.wait(self.rt.settings.worker_poll_s)
+
+    async def _load(self, c: Claimed) -> OutboundMessage | None:
+        async with self.rt.db.session() as session:
+            msg = await session.get(Message, c.message_id)
+            if msg is None:
+                return None
+            atts = list(
+                await session.scalars(select(Attachment).where(Attachment.message_id == msg.id))
+            )
+            meta = msg.channel_meta or {}
+            return OutboundMessage(
+                channel=msg.channel,  # type: ignore[arg-type]
+                message_id=msg.id,
+                conversation_id=msg.conversation_id,
+                recipient=str(meta.get("recipient", "")),
+                text=msg.text,
+                kind="reply" if msg.kind == "text" else msg.kind,  # type: ignore[arg-type]
+                attachments=tuple(
+                    AttachmentRef(kind=a.kind, url=a.url, mime=a.mime, size=a.size, name=a.name)
+                    for a in atts
+                ),
+                meta={k: v for k, v in meta.items() if k != "recipient"},
+            )
+
+    async def _deliver(self, c: Claimed) -> None:
+        out = await self._load(c)
+        adapter = self.rt.channels.get(c.channel)
+        result: DeliveryResult | None = None
+        error: DeliveryError | None = None
+        if out is None:
+            error = DeliveryError("message no longer exists", retryable=False)
+        elif adapter is None:
+            error = DeliveryError(f"channel {c.channel} is not configured", retryable=False)
+        else:
+            try:
+                result = await adapter.send(out)
+            except DeliveryError as exc:
+                error = exc
+            except Exception as exc:  # an adapter bug must not kill the worker; retry it
+                log.exception("channel send crashed", extra={"channel": c.channel})
+                error = DeliveryError(f"unexpected {type(exc).__name__}", retryable=True)
+        await self._record(c, result, error)
+
+    async def _record(
+        self, c: Claimed, result: DeliveryResult | None, error: DeliveryError | None
+    ) -> None:
+        rt = self.rt
+        now = rt.now()
+        async with rt.db.session() as session:
+            item = await session.scalar(
+                select(OutboxItem).where(
+                    OutboxItem.id == c.id,
+                    OutboxItem.status == "sending",
+                    OutboxItem.attempts == c.attempts,
+                )
+            )
+            if item is None:
+                log.warning("outbox claim lost before recording", extra={"outbox_id": c.id})
+                return
+            msg = await session.get(Message, c.message_id)
+            conv = await session.get(Conversation, c.conversation_id)
+            if result is not None:
+                item.status = "delivered"
+                item.delivered_at = now
+                item.last_error = None
+                if msg is not None:
+                    msg.delivery_status = result.status
+                    msg.sent_at = now
+                    if result.external_id and msg.external_id is None:
+                        msg.external_id = result.external_id
+                    if result.meta:
+                        msg.channel_meta = {**(msg.channel_meta or {}), **result.meta}
+                metrics.OUTBOX_RESULTS.labels(c.channel, "delivered").inc()
+                event, data = (
+                    "message.delivered",
+                    {"message_id": c.message_id, "channel": c.channel},
+                )
+            else:
+                assert error is not None
+                item.last_error = error.reason[:1000]
+                if error.retryable and c.attempts < rt.settings.outbox_max_attempts:
+                    delay = backoff_delay(
+                        c.attempts,
+                        base=rt.settings.outbox_backoff_base_s,
+                        cap=rt.settings.outbox_backoff_max_s,
+                    )
+                    if error.retry_after is not None:
+                        delay = max(delay, error.retry_after)
+                    item.status = "pending"
+                    item.next_attempt_at = now + timedelta(seconds=delay)
+                    metrics.OUTBOX_RESULTS.labels(c.channel, "retry").inc()
+                    event = "message.retrying"
+                    data = {
+                        "message_id": c.message_id,
+                        "channel": c.channel,
+                        "attempt": c.attempts,
+                        "retry_in_s": round(delay, 1),
+                        "error": error.reason,
+                    }
+                else:
+                    item.status = "dead"
+                    if msg is not None:
+                        msg.delivery_status = "failed"
+                    metrics.OUTBOX_RESULTS.labels(c.channel, "dead").inc()
+                    log.warning(
+                        "outbound message dead-lettered",
+                        extra={"outbox_id": c.id, "channel": c.channel, "attempts": c.attempts},
+                    )
+                    event = "message.failed"
+                    data = {
+                        "message_id": c.message_id,
+                        "channel": c.channel,
+                        "attempts": c.attempts,
+                        "error": error.reason,
+                    }
+            if conv is not None:
+                await flows.conv_event(session, event, conv, data=data)
+
+    async def backlog(self) -> int:
+        async with self.rt.db.session() as session:
+            n = await session.scalar(
+                select(func.count())
+                .select_from(OutboxItem)
+                .where(OutboxItem.status.in_(("pending", "sending")))
+            )
+        return int(n or 0)
+
+
+async def retry_dead(rt: Runtime, outbox_id: int) -> bool:
+    """Put a dead item back in the queue (an operator fixed the cause)."""
+    async with rt.db.session() as session:
+        res = await session.execute(
+            update(OutboxItem)
+            .where(OutboxItem.id == outbox_id, OutboxItem.status == "dead")
+            .values(status="pending", attempts=0, next_attempt_at=rt.now())
+        )
+        return bool(res.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,295 @@
+"""The routing decision: which queue, priority and tags, and why. Pure: no I/O, no clock.
+
+``route()`` is called by the ingest with snapshots and ``now``; it never reads the database or
+the time, so every decision is reproducible from its inputs (and unit-testable as a table).
+Order of evaluation, see also the comments of ``default_policy.toml``:
+
+1. language: the conversation's, else detected from the inbound text;
+2. crisis lexicon (every language): crisis queue, urgent, tags "crisis" + category;
+3. rules in order: first rule naming a queue decides it; highest priority named wins; tags of
+   all matching rules accumulate (agents see "clinical" AND "billing" on a mixed message);
+4. defaults;
+5. never moves down: only to a higher-tier queue, priority never decreases, tags only grow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from router.language import detect_language
+from router.policy import PRIORITY_RANK, Policy, Rule
+from router.sla import BusinessCalendar
+from router.textnorm import Hit, PreparedText
+
+Priority = Literal["low", "normal", "high", "urgent"]
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class MessageSnapshot:
+    """One message as the router sees it."""
+
+    text: str
+    direction: str = "in"  # "in" | "out" | "note"
+    channel: str = "app"  # telegram | webchat | email | calls | app
+    kind: str = "text"  # "text" | "call"
+    # calls put "call_status" here (answered/missed/busy/failed/voicemail)
+    channel_meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConversationSnapshot:
+    """The conversation before this routing decision."""
+
+    channel: str
+    queue: str | None = None  # None for a new conversation
+    priority: str | None = None
+    tags: tuple[str, ...] = ()
+    language: str | None = None
+    status: str = "open"
+
+
+@dataclass(frozen=True)
+class ContactSnapshot:
+    """The customer; ``attributes`` e.g. {"vip": True, "plan": "premium"}."""
+
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """Where the conversation goes, and every reason for it (stored and shown to agents)."""
+
+    queue: str
+    priority: str
+    tags: tuple[str, ...]
+    reasons: tuple[str, ...]
+    language: str | None
+    crisis: bool
+    changed: bool  # queue or priority differ from the conversation's current ones
+
+
+def route(
+    conv: ConversationSnapshot,
+    messages: Sequence[MessageSnapshot],
+    contact: ContactSnapshot,
+    now: datetime,
+    policy: Policy,
+) -> RoutingDecision:
+    """Decide queue, priority and tags for ``conv`` given its new ``messages`` (newest last).
+
+    Only inbound messages are evaluated: an agent's reply or internal note quoting "suicide"
+    must not raise a crisis. ``now`` (tz-aware) is used only by hour-based rules.
+    """
+    inbound = [m for m in messages if m.direction == "in"]
+    text = "\n".join(m.text for m in inbound if m.text)
+    reasons: list[str] = []
+
+    language = conv.language
+    if language is None and text.strip():
+        language = detect_language(text)
+        if language is not None:
+            reasons.append(f"language detected: {language}")
+
+    if not inbound:
+        queue = conv.queue or policy.default_queue
+        priority = conv.priority or policy.default_priority
+        reasons.append("no inbound message: nothing to route")
+        return RoutingDecision(
+            queue=queue,
+            priority=priority,
+            tags=conv.tags,
+            reasons=tuple(reasons),
+            language=language,
+            crisis=False,
+            changed=(queue, priority) != (conv.queue, conv.priority),
+        )
+
+    prepared = PreparedText(text)
+    tags: list[str] = []
+    queue: str | None = None
+    priority: str | None = None
+
+    # 1. Crisis lexicon: every category is checked so all of them end up in the tags.
+    crisis = False
+    for category, matcher in policy.compiled_crisis:
+        hit = matcher.find(prepared)
+        if hit is None:
+            continue
+        crisis = True
+        tags.append(category)
+        reasons.append(f"crisis lexicon ({hit.language}, {category}): {_quote(hit)}")
+    if crisis:
+        queue, priority = policy.crisis.queue, policy.crisis.priority
+        tags[:0] = policy.crisis.tags
+        reasons.append(f"crisis → {queue}, {priority}")
+
+    # 2. Rules: still evaluated under a crisis, for their tags (callback, vip, ...).
+    for index, rule in enumerate(policy.rules):
+        why = _rule_match(rule, index, policy, prepared, inbound, conv, contact, language, now)
+        if why is None:
+            continue
+        effects: list[str] = []
+        if rule.queue is not None and queue is None:
+            queue = rule.queue
+            effects.append(rule.queue)
+        if rule.priority is not None and (
+            priority is None or PRIORITY_RANK[rule.priority] > PRIORITY_RANK[priority]
+        ):
+            priority = rule.priority
+            effects.append(f"priority {rule.priority}")
+        tags.extend(rule.tags)
+        if rule.tags:
+            effects.append("tags " + ", ".join(rule.tags))
+        reasons.append(f"rule '{rule.name}' matched {why} → {'; '.join(effects) or 'no change'}")
+
+    # 3. Defaults.
+    if queue is None:
+        queue = policy.default_queue
+        reasons.append(f"default → {queue}")
+    if priority is None:
+        priority = policy.default_priority
+        reasons.append(f"default priority → {priority}")
+
+    # 4. Never moves down.
+    queue = _keep_queue(conv.queue, queue, crisis, policy, reasons)
+    if conv.priority in PRIORITY_RANK and PRIORITY_RANK[conv.priority] > PRIORITY_RANK[priority]:
+        reasons.append(f"kept priority {conv.priority}: priority never decreases")
+        priority = conv.priority
+
+    return RoutingDecision(
+        queue=queue,
+        priority=priority,
+        tags=_unique((*conv.tags, *tags)),
+        reasons=tuple(reasons),
+        language=language,
+        crisis=crisis,
+        changed=(queue, priority) != (conv.queue, conv.priority),
+    )
+
+
+def _keep_queue(
+    current: str | None, decided: str, crisis: bool, policy: Policy, reasons: list[str]
+) -> str:
+    """Apply "never moves down" to the queue: move only to a strictly higher tier.
+
+    Equal tier also keeps the current queue: after a manual transfer to a sibling queue a
+    customer's "thanks!" must not bounce the conversation back to the default queue.
+    """
+    if current is None or current == decided:
+        return decided
+    try:
+        current_tier = policy.queue(current).tier
+    except KeyError:
+        # A queue the policy no longer knows (renamed, or created by an admin): a human put the
+        # conversation there, so keep it; but a crisis must still reach the crisis queue.
+        if crisis:
+            return decided
+        reasons.append(f"kept {current}: not in the policy, left as a human routed it")
+        return current
+    decided_tier = policy.queue(decided).tier
+    if decided_tier > current_tier:
+        return decided
+    why = "never moves down" if current_tier > decided_tier else "no move within the same tier"
+    reasons.append(f"kept {current}: {why}")
+    return current
+
+
+def _rule_match(
+    rule: Rule,
+    index: int,
+    policy: Policy,
+    text: PreparedText,
+    inbound: Sequence[MessageSnapshot],
+    conv: ConversationSnapshot,
+    contact: ContactSnapshot,
+    language: str | None,
+    now: datetime,
+) -> str | None:
+    """Why ``rule`` matches (for the reasons), or None. Conditions are ANDed."""
+    m = rule.match
+    why: list[str] = []
+    if m.channels is not None:
+        channels = {msg.channel for msg in inbound} or {conv.channel}
+        hit_channels = sorted(channels & set(m.channels))
+        if not hit_channels:
+            return None
+        why.append(f"channel {hit_channels[0]}")
+    if m.kinds is not None:
+        kinds = sorted({msg.kind for msg in inbound} & set(m.kinds))
+        if not kinds:
+            return None
+        why.append(f"kind {kinds[0]}")
+    if m.call_status is not None:
+        statuses = sorted(
+            {str(msg.channel_meta.get("call_status")) for msg in inbound if msg.kind == "call"}
+            & set(m.call_status)
+        )
+        if not statuses:
+            return None
+        why.append(f"call status {statuses[0]}")
+    if m.languages is not None:
+        if language not in m.languages:
+            return None
+        why.append(f"language {language}")
+    for key, expected in m.contact.items():
+        if not _same(contact.attributes.get(key), expected):
+            return None
+        why.append(f"contact {key}={expected!r}")
+    if m.within_hours is not None:
+        if not is_open(policy.calendars[m.within_hours], now):
+            return None
+        why.append(f"within {m.within_hours} hours")
+    if m.outside_hours is not None:
+        if is_open(policy.calendars[m.outside_hours], now):
+            return None
+        why.append(f"outside {m.outside_hours} hours")
+    matcher = policy.compiled_rule(index)
+    if not matcher.empty:
+        hit = matcher.find(text)
+        if hit is None:
+            return None
+        why.append(f"{_quote(hit)} ({hit.language})")
+    return ", ".join(why)
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    # True == 1 in Python; an attribute {"vip": 1} should not satisfy `vip = true` by accident.
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return actual is expected
+    return bool(actual == expected)
+
+
+def _quote(hit: Hit) -> str:
+    if hit.kind == "regex":
+        return f"regex on '{hit.detail}'"
+    if " " not in hit.detail:
+        kind = "prefix" if hit.detail.endswith("*") else "stem"
+        return f"{kind} '{hit.detail}'"
+    return f"'{hit.source}'"
+
+
+def _unique(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def is_open(calendar: BusinessCalendar, now: datetime) -> bool:
+    """True when ``now`` (tz-aware) falls inside the calendar's opening hours."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    local = now.astimezone(ZoneInfo(calendar.timezone))
+    if local.date() in calendar.holidays:
+        return False
+    t = local.time().replace(tzinfo=None)
+    for window in calendar.weekly.get(_DAYS[local.weekday()], []):
+        start_s, end_s = window.split("-")
+        start = time.fromisoformat(start_s)
+        # "24:00" is valid in a window but not for time(); it means "until midnight".
+        if start <= t and (end_s == "24:00" or t < time.fromisoformat(end_s)):
+            return True
+    return False

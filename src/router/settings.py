@@ -1,0 +1,47 @@
+"""All configuration, from `CARELINE_*` environment variables (and an optional `.env`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CARELINE_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///./careline.db"
+    admin_token: SecretStr | None = None
+    policy: str | None = None  # path to a policy TOML; None = the packaged default
+    public_url: str = "http://127.0.0.1:8000"
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_api_base: str | None = None
+
+    webhook_secret: SecretStr | None = None  # HMAC key for email and generic call webhooks
+    smtp_url: SecretStr | None = None
+    email_from: str | None = None
+    imap_url: SecretStr | None = None
+    twilio_auth_token: SecretStr | None = None
+
+    # App channel: where replies are pushed (signed with WEBHOOK_SECRET); unset = apps pull.
+    app_callback_url: str | None = None
+    default_region: str = "ES"  # for phone numbers written in national format
+
+    reopen_window_s: int = 7 * 86400
+    outbox_max_attempts: int = 8
+    outbox_backoff_base_s: float = 2.0
+    outbox_backoff_max_s: float = 600.0
+    outbox_lease_s: float = 60.0
+    worker_poll_s: float = 1.0
+    max_body_bytes: int = 1_000_000
+    log_level: str = "INFO"
+    # Run the background workers (outbox, SLA scheduler) in this process.
+    run_workers: bool = True
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

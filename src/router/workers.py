@@ -1,0 +1,73 @@
+"""Periodic housekeeping: offer waiting work, return an offline agent's conversations after a
+grace period, and refresh the gauges that need a query."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from models import Agent, Conversation, OutboxItem, Queue
+from router import assignment, metrics
+from router.runtime import Runtime
+
+log = logging.getLogger(__name__)
+OFFLINE_GRACE = timedelta(minutes=5)
+
+
+class Sweeper:
+    def __init__(self, rt: Runtime, *, every_s: float = 15.0) -> None:
+        self.rt = rt
+        self.every_s = every_s
+
+    async def run_once(self) -> None:
+        rt = self.rt
+        now = rt.now()
+        async with rt.db.session() as session:
+            gone = list(
+                await session.scalars(
+                    select(Conversation)
+                    .join(Agent, Agent.id == Conversation.assignee_id)
+                    .where(
+                        Conversation.status == "open",
+                        Agent.presence == "offline",
+                        Agent.presence_changed_at <= now - OFFLINE_GRACE,
+                    )
+                    .limit(500)
+                )
+            )
+            for conv in gone:
+                await assignment.unassign(session, conv, now, reason="agent offline")
+            await assignment.assign_waiting(session, rt, now)
+        async with rt.db.session() as session:
+            for name, depth in (
+                await session.execute(
+                    select(Queue.name, func.count(Conversation.id))
+                    .outerjoin(
+                        Conversation,
+                        (Conversation.queue_id == Queue.id)
+                        & (Conversation.status == "open")
+                        & Conversation.assignee_id.is_(None),
+                    )
+                    .group_by(Queue.name)
+                )
+            ).all():
+                metrics.QUEUE_DEPTH.labels(name).set(depth)
+            backlog = await session.scalar(
+                select(func.count())
+                .select_from(OutboxItem)
+                .where(OutboxItem.status.in_(("pending", "sending")))
+            )
+            metrics.OUTBOX_BACKLOG.set(backlog or 0)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("sweep failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.every_s)

@@ -46,6 +46,7 @@ FALLBACK_LANGUAGE = "en"
 _DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _NAME_RE = r"^[a-z][a-z0-9_]*$"
+_STRING_RE = re.compile(r""""(?:[^"\\]|\\.)*"|'[^']*'""")
 
 
 class PolicyError(ValueError):
@@ -590,14 +591,17 @@ def find_line(source: str, loc: Sequence[str | int]) -> int | None:
             ]
             if headers and part < len(headers):
                 pos = found = headers[part]
-            elif found is not None and lines[found].rstrip().endswith("["):
-                items = [
-                    n
-                    for n in range(found + 1, len(lines))
-                    if lines[n].strip() and not lines[n].strip().startswith("#")
-                ]
-                if part < len(items):
-                    pos = found = items[part]
+            elif found is not None and "[" in lines[found]:
+                # Inline array, possibly over several lines: count string items line by line.
+                seen = 0
+                for n in range(found, len(lines)):
+                    text = lines[n].split("=", 1)[1] if n == found else lines[n]
+                    seen += len(_STRING_RE.findall(text.split("#", 1)[0]))
+                    if seen > part:
+                        pos = found = n
+                        break
+                    if "]" in _STRING_RE.sub("", text):
+                        break
             continue
         prefix.append(str(part))
         key = re.escape(str(part))

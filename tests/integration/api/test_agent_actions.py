@@ -16,7 +16,9 @@ CLINICAL = "Me duele mucho el pecho desde ayer y no sé si tomar la medicación"
 BOOKING = "Quiero cambiar mi cita del jueves"
 
 
-async def new_conv(client: httpx.AsyncClient, text: str, user: str = "u1", msg: str = "m1") -> dict[str, Any]:
+async def new_conv(
+    client: httpx.AsyncClient, text: str, user: str = "u1", msg: str = "m1"
+) -> dict[str, Any]:
     r = await client.post(
         "/api/v1/inbound",
         json={"contact": {"external_id": user}, "message": {"external_id": msg, "text": text}},
@@ -27,7 +29,9 @@ async def new_conv(client: httpx.AsyncClient, text: str, user: str = "u1", msg: 
     return dict(conv.json())
 
 
-async def test_first_line_agent_cannot_read_second_line(client: httpx.AsyncClient, rt: Runtime) -> None:
+async def test_first_line_agent_cannot_read_second_line(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
     _, l1 = await make_agent(rt, name="l1", role="agent_l1", presence="offline")
     _, l2 = await make_agent(rt, name="l2", role="agent_l2", presence="offline")
     clinical = await new_conv(client, CLINICAL, "c1", "m1")
@@ -39,7 +43,9 @@ async def test_first_line_agent_cannot_read_second_line(client: httpx.AsyncClien
         r = await client.get(f"/api/v1/conversations/{clinical['id']}{path}", headers=auth(l1))
         assert r.status_code == 404
         assert r.headers["content-type"].startswith("application/problem+json")
-        assert (await client.get(f"/api/v1/conversations/{clinical['id']}{path}", headers=auth(l2))).status_code == 200
+        assert (
+            await client.get(f"/api/v1/conversations/{clinical['id']}{path}", headers=auth(l2))
+        ).status_code == 200
     r = await client.post(
         f"/api/v1/conversations/{clinical['id']}/messages", json={"text": "hi"}, headers=auth(l1)
     )
@@ -53,44 +59,72 @@ async def test_first_line_agent_cannot_read_second_line(client: httpx.AsyncClien
 
 
 async def test_role_boundaries(client: httpx.AsyncClient, rt: Runtime) -> None:
-    a1, l1 = await make_agent(rt, name="l1", role="agent_l1")
-    a2, l1b = await make_agent(rt, name="l1b", role="agent_l1")
+    # offline, so the conversation waits unassigned until someone claims it
+    a1, l1 = await make_agent(rt, name="l1", role="agent_l1", presence="offline")
+    a2, l1b = await make_agent(rt, name="l1b", role="agent_l1", presence="offline")
     _, sup = await make_agent(rt, name="sup", role="supervisor")
     conv = await new_conv(client, BOOKING)
     # agents cannot create agents; supervisors can, but not admins
     new = {"name": "x", "role": "agent_l1"}
     assert (await client.post("/api/v1/agents", json=new, headers=auth(l1))).status_code == 403
     created = await client.post("/api/v1/agents", json=new, headers=auth(sup))
-    assert created.status_code == 201 and created.json()["token"].startswith("cl_")
-    assert (await client.post("/api/v1/agents", json={**new, "role": "admin"}, headers=auth(sup))).status_code == 403
+    assert created.status_code == 201
+    assert created.json()["token"].startswith("cl_")
+    assert (
+        await client.post("/api/v1/agents", json={**new, "role": "admin"}, headers=auth(sup))
+    ).status_code == 403
     # presence: your own only, unless supervisor
-    assert (await client.put(f"/api/v1/agents/{a2}/presence", json={"presence": "away"}, headers=auth(l1))).status_code == 403
-    assert (await client.put(f"/api/v1/agents/{a1}/presence", json={"presence": "away"}, headers=auth(l1))).status_code == 200
-    assert (await client.put(f"/api/v1/agents/{a2}/presence", json={"presence": "away"}, headers=auth(sup))).status_code == 200
+    assert (
+        await client.put(
+            f"/api/v1/agents/{a2}/presence", json={"presence": "away"}, headers=auth(l1)
+        )
+    ).status_code == 403
+    assert (
+        await client.put(
+            f"/api/v1/agents/{a1}/presence", json={"presence": "away"}, headers=auth(l1)
+        )
+    ).status_code == 200
+    assert (
+        await client.put(
+            f"/api/v1/agents/{a2}/presence", json={"presence": "away"}, headers=auth(sup)
+        )
+    ).status_code == 200
     # an agent cannot reassign a conversation held by someone else; a supervisor can
-    held = (await client.post(f"/api/v1/conversations/{conv['id']}/claim", headers=auth(l1b))).json()
+    held = (
+        await client.post(f"/api/v1/conversations/{conv['id']}/claim", headers=auth(l1b))
+    ).json()
     assert held["assignee_id"] == a2
-    r = await client.post(f"/api/v1/conversations/{conv['id']}/assign", json={"agent_id": a1}, headers=auth(l1))
+    r = await client.post(
+        f"/api/v1/conversations/{conv['id']}/assign", json={"agent_id": a1}, headers=auth(l1)
+    )
     assert r.status_code == 403
-    r = await client.post(f"/api/v1/conversations/{conv['id']}/assign", json={"agent_id": a1}, headers=auth(sup))
-    assert r.status_code == 200 and r.json()["assignee_id"] == a1
+    r = await client.post(
+        f"/api/v1/conversations/{conv['id']}/assign", json={"agent_id": a1}, headers=auth(sup)
+    )
+    assert r.status_code == 200
+    assert r.json()["assignee_id"] == a1
     # a revoked token stops working at once
     assert (await client.delete(f"/api/v1/agents/{a1}", headers=auth(sup))).status_code == 204
     assert (await client.get("/api/v1/conversations", headers=auth(l1))).status_code == 401
 
 
-async def test_reply_goes_through_outbox_and_note_does_not(client: httpx.AsyncClient, rt: Runtime) -> None:
+async def test_reply_goes_through_outbox_and_note_does_not(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
     aid, l1 = await make_agent(rt, name="l1", role="agent_l1", presence="offline")
     conv = await new_conv(client, BOOKING)
     async with rt.db.session() as s:
         before = len(list(await s.scalars(select(OutboxItem))))
     note = await client.post(
-        f"/api/v1/conversations/{conv['id']}/messages", json={"text": "VIP, be gentle", "internal": True},
+        f"/api/v1/conversations/{conv['id']}/messages",
+        json={"text": "VIP, be gentle", "internal": True},
         headers=auth(l1),
     )
-    assert note.status_code == 201 and note.json()["direction"] == "note"
+    assert note.status_code == 201
+    assert note.json()["direction"] == "note"
     reply = await client.post(
-        f"/api/v1/conversations/{conv['id']}/messages", json={"text": "Claro, ¿qué día le va bien?"},
+        f"/api/v1/conversations/{conv['id']}/messages",
+        json={"text": "Claro, ¿qué día le va bien?"},
         headers=auth(l1),
     )
     assert reply.status_code == 201
@@ -98,7 +132,8 @@ async def test_reply_goes_through_outbox_and_note_does_not(client: httpx.AsyncCl
     assert (m["direction"], m["channel"], m["delivery_status"]) == ("out", "app", "queued")
     async with rt.db.session() as s:
         items = list(await s.scalars(select(OutboxItem)))
-    assert len(items) == before + 1 and items[-1].message_id == m["id"]
+    assert len(items) == before + 1
+    assert items[-1].message_id == m["id"]
     after = (await client.get(f"/api/v1/conversations/{conv['id']}", headers=auth(l1))).json()
     assert after["assignee_id"] == aid, "replying to an unassigned conversation takes it"
     assert "first_response" not in {t["kind"] for t in after["sla"]}, "first response met"
@@ -120,44 +155,64 @@ async def test_escalate_moves_to_second_line_and_out_of_l1_reach(
 ) -> None:
     _, l1 = await make_agent(rt, name="l1", role="agent_l1")
     conv = await new_conv(client, BOOKING)
-    assert (await client.post(f"/api/v1/conversations/{conv['id']}/claim", headers=auth(l1))).status_code == 200
-    bad = await client.post(f"/api/v1/conversations/{conv['id']}/escalate", json={}, headers=auth(l1))
+    assert (
+        await client.post(f"/api/v1/conversations/{conv['id']}/claim", headers=auth(l1))
+    ).status_code == 200
+    bad = await client.post(
+        f"/api/v1/conversations/{conv['id']}/escalate", json={}, headers=auth(l1)
+    )
     assert bad.status_code == 422
     r = await client.post(
         f"/api/v1/conversations/{conv['id']}/escalate",
-        json={"reason": "asks about side effects", "priority": "high"}, headers=auth(l1),
+        json={"reason": "asks about side effects", "priority": "high"},
+        headers=auth(l1),
     )
     assert r.status_code == 200, r.text
     out = r.json()
     assert (out["queue"], out["priority"], out["assignee_id"]) == ("second_line", "high", None)
     assert any("side effects" in reason for reason in out["routing_reasons"])
-    assert (await client.get(f"/api/v1/conversations/{conv['id']}", headers=auth(l1))).status_code == 404
+    assert (
+        await client.get(f"/api/v1/conversations/{conv['id']}", headers=auth(l1))
+    ).status_code == 404
 
 
 async def test_transfer_and_status_rules(client: httpx.AsyncClient, rt: Runtime) -> None:
     _, sup = await make_agent(rt, name="sup", role="supervisor")
     conv = await new_conv(client, CLINICAL)
     r = await client.post(
-        f"/api/v1/conversations/{conv['id']}/transfer", json={"queue": "first_line", "reason": "billing"},
+        f"/api/v1/conversations/{conv['id']}/transfer",
+        json={"queue": "first_line", "reason": "billing"},
         headers=auth(sup),
     )
-    assert r.status_code == 200 and r.json()["queue"] == "first_line"
+    assert r.status_code == 200
+    assert r.json()["queue"] == "first_line"
     bad = await client.post(
         f"/api/v1/conversations/{conv['id']}/transfer", json={"queue": "nowhere"}, headers=auth(sup)
     )
     assert bad.status_code == 422
     for status in ("pending", "resolved", "closed"):
-        r = await client.post(f"/api/v1/conversations/{conv['id']}/status", json={"status": status}, headers=auth(sup))
-        assert r.status_code == 200 and r.json()["status"] == status
-    r = await client.post(f"/api/v1/conversations/{conv['id']}/status", json={"status": "open"}, headers=auth(sup))
+        r = await client.post(
+            f"/api/v1/conversations/{conv['id']}/status", json={"status": status}, headers=auth(sup)
+        )
+        assert r.status_code == 200
+        assert r.json()["status"] == status
+    r = await client.post(
+        f"/api/v1/conversations/{conv['id']}/status", json={"status": "open"}, headers=auth(sup)
+    )
     assert r.status_code == 409
-    r = await client.post(f"/api/v1/conversations/{conv['id']}/messages", json={"text": "x"}, headers=auth(sup))
+    r = await client.post(
+        f"/api/v1/conversations/{conv['id']}/messages", json={"text": "x"}, headers=auth(sup)
+    )
     assert r.status_code == 409
 
 
-async def test_pending_pauses_and_customer_reply_resumes(client: httpx.AsyncClient, rt: Runtime) -> None:
+async def test_pending_pauses_and_customer_reply_resumes(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
     conv = await new_conv(client, BOOKING, msg="a")
-    await client.post(f"/api/v1/conversations/{conv['id']}/status", json={"status": "pending"}, headers=ADMIN)
+    await client.post(
+        f"/api/v1/conversations/{conv['id']}/status", json={"status": "pending"}, headers=ADMIN
+    )
     paused = (await client.get(f"/api/v1/conversations/{conv['id']}", headers=ADMIN)).json()
     assert {t["state"] for t in paused["sla"]} == {"paused"}
     await new_conv(client, "ok, el viernes", msg="b")
@@ -166,7 +221,9 @@ async def test_pending_pauses_and_customer_reply_resumes(client: httpx.AsyncClie
     assert "paused" not in {t["state"] for t in resumed["sla"]}
 
 
-async def test_cursor_paging_visits_every_conversation_once(client: httpx.AsyncClient, rt: Runtime) -> None:
+async def test_cursor_paging_visits_every_conversation_once(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
     ids = {(await new_conv(client, BOOKING, user=f"u{i}", msg=f"m{i}"))["id"] for i in range(7)}
     seen: list[int] = []
     cursor = None
@@ -177,22 +234,31 @@ async def test_cursor_paging_visits_every_conversation_once(client: httpx.AsyncC
         cursor = page["next_cursor"]
         if not cursor:
             break
-    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
-    assert (await client.get("/api/v1/conversations", params={"cursor": "!!"}, headers=ADMIN)).status_code == 422
+    assert sorted(seen) == sorted(ids)
+    assert len(seen) == len(set(seen))
+    assert (
+        await client.get("/api/v1/conversations", params={"cursor": "!!"}, headers=ADMIN)
+    ).status_code == 422
 
 
 async def test_contact_merge_by_agent(client: httpx.AsyncClient, rt: Runtime) -> None:
     a = await new_conv(client, BOOKING, user="x1", msg="m1")
-    await client.post(f"/api/v1/conversations/{a['id']}/status", json={"status": "resolved"}, headers=ADMIN)
+    await client.post(
+        f"/api/v1/conversations/{a['id']}/status", json={"status": "resolved"}, headers=ADMIN
+    )
     b = await new_conv(client, BOOKING, user="x2", msg="m2")
     r = await client.post(
-        f"/api/v1/contacts/{a['contact_id']}/merge", json={"other_contact_id": b["contact_id"]}, headers=ADMIN
+        f"/api/v1/contacts/{a['contact_id']}/merge",
+        json={"other_contact_id": b["contact_id"]},
+        headers=ADMIN,
     )
     assert r.status_code == 200
     assert sorted(i["value"] for i in r.json()["identities"]) == ["x1", "x2"]
     moved = (await client.get(f"/api/v1/conversations/{b['id']}", headers=ADMIN)).json()
     assert moved["contact_id"] == a["contact_id"]
     again = await client.post(
-        f"/api/v1/contacts/{a['contact_id']}/merge", json={"other_contact_id": b["contact_id"]}, headers=ADMIN
+        f"/api/v1/contacts/{a['contact_id']}/merge",
+        json={"other_contact_id": b["contact_id"]},
+        headers=ADMIN,
     )
     assert again.status_code == 422

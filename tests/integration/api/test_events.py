@@ -1,0 +1,89 @@
+"""The live event stream over real HTTP (uvicorn on loopback): order, resume, visibility."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+
+from router.api import create_app
+from router.runtime import Runtime
+from tests.conftest import ADMIN, auth, make_agent
+from tests.support.server import serve
+
+
+async def read_events(
+    base: str, headers: dict[str, str], n: int, params: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=10) as c,
+        c.stream("GET", "/api/v1/events", headers=headers, params=params) as r,
+    ):
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        current: dict[str, Any] = {}
+        async for line in r.aiter_lines():
+            if line.startswith("id:"):
+                current["id"] = int(line[3:].strip())
+            elif line.startswith("event:"):
+                current["event"] = line[6:].strip()
+            elif line.startswith("data:"):
+                current["data"] = json.loads(line[5:].strip())
+            elif not line and current.get("event"):
+                out.append(current)
+                current = {}
+                if len(out) >= n:
+                    break
+    return out
+
+
+async def post_inbound(base: str, user: str, msg: str, text: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+        r = await c.post(
+            "/api/v1/inbound",
+            json={"contact": {"external_id": user}, "message": {"external_id": msg, "text": text}},
+            headers=ADMIN,
+        )
+        assert r.status_code == 200
+        return dict(r.json())
+
+
+async def test_stream_delivers_new_events_and_resumes(rt: Runtime) -> None:
+    async with serve(create_app(runtime=rt)) as base:
+        reader = asyncio.create_task(read_events(base, ADMIN, 3))
+        await asyncio.sleep(0.3)  # the stream starts "now": connect before the message
+        created = await post_inbound(base, "u1", "m1", "Quiero una cita")
+        events = await asyncio.wait_for(reader, 10)
+        assert [e["event"] for e in events][:1] == ["contact.created"]
+        assert all(e["id"] > 0 for e in events)
+        assert any(e["data"]["conversation_id"] == created["conversation_id"] for e in events)
+        assert all("text" not in json.dumps(e["data"]["data"]) for e in events), (
+            "no bodies in events"
+        )
+        # Reconnecting with Last-Event-ID replays what came after, in order.
+        replay = await read_events(base, {**ADMIN, "Last-Event-ID": str(events[0]["id"])}, 2)
+        assert [e["id"] for e in replay] == [e["id"] for e in events[1:3]]
+
+
+async def test_first_line_agent_does_not_see_second_line_events(rt: Runtime) -> None:
+    _, l1 = await make_agent(rt, name="l1", role="agent_l1", presence="offline")
+    async with serve(create_app(runtime=rt)) as base:
+        await post_inbound(
+            base, "c1", "m1", "Tengo fiebre alta y dolor de pecho, ¿tomo el antibiótico?"
+        )
+        await post_inbound(base, "c2", "m2", "Quiero cambiar mi cita")
+        everything = await read_events(base, ADMIN, 8, params={"after": 0})
+        seen_by_l1 = await read_events(
+            base, auth(l1), 1, params={"after": 0, "types": "message.received"}
+        )
+    clinical_conv = next(
+        e["data"]["conversation_id"]
+        for e in everything
+        if e["event"] == "conversation.routed" and e["data"]["queue"] == "second_line"
+    )
+    assert seen_by_l1, "first-line events are visible"
+    assert all(e["data"]["conversation_id"] != clinical_conv for e in seen_by_l1)
+    assert all(e["event"] == "message.received" for e in seen_by_l1)

@@ -1,0 +1,96 @@
+"""Alembic migrations match the models on both backends; the CLI works end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from models import Base
+from router.migrate import upgrade
+from tests.conftest import PG_URL
+
+
+@pytest.fixture
+async def empty_db_url(backend: str, tmp_path: Path) -> AsyncIterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'mig.db'}"
+        return
+    assert PG_URL is not None
+    name = f"careline_mig_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as c:
+        await c.execute(text(f'CREATE DATABASE "{name}"'))
+    base, _, _ = PG_URL.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        async with admin.connect() as c:
+            await c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def _diff(url: str) -> list[object]:
+    from router.db import make_engine
+
+    engine = make_engine(url)
+    async with engine.connect() as conn:
+        diffs = await conn.run_sync(
+            lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata)
+        )
+    await engine.dispose()
+    return list(diffs)
+
+
+async def test_migrations_create_exactly_the_models(empty_db_url: str) -> None:
+    await asyncio.to_thread(upgrade, empty_db_url)
+    assert await _diff(empty_db_url) == []
+    await asyncio.to_thread(upgrade, empty_db_url)  # idempotent: already at head
+
+
+def run_cli(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CARELINE_DATABASE_URL": url}
+    return subprocess.run(
+        [sys.executable, "-m", "router.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_migrate_agent_create_and_demo(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    r = run_cli("migrate", url=url)
+    assert r.returncode == 0, r.stderr
+    r = run_cli(
+        "agent",
+        "create",
+        "--name",
+        "Dr. Ruiz",
+        "--role",
+        "agent_l2",
+        "--languages",
+        "es,en",
+        url=url,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "Token (shown once): cl_" in r.stdout
+    r = run_cli("demo", "--no-serve", url=url)
+    assert r.returncode == 0, r.stderr
+    assert "Authorization: Bearer cl_" in r.stdout
+    assert "/api/v1/conversations" in r.stdout
+    r = run_cli("agent", "create", "--name", "x", "--role", "wizard", url=url)
+    assert r.returncode == 2
+    assert "invalid choice" in r.stderr

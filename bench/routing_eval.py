@@ -71,7 +71,9 @@ class ClassScore:
 class LanguageReport:
     """Scores and mistakes for one language."""
 
-    scores: dict[str, ClassScore] = field(default_factory=lambda: {c: ClassScore() for c in CLASSES})
+    scores: dict[str, ClassScore] = field(
+        default_factory=lambda: {c: ClassScore() for c in CLASSES}
+    )
     negatives: int = 0
     negatives_flagged: int = 0
     errors: list[tuple[Sample, str]] = field(default_factory=list)

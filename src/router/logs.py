@@ -20,7 +20,7 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key in _STD or key.startswith("_") or key in ("message", "asctime"):
+            if key in _STD or key.startswith("_") or key in ("message", "asctime", "color_message"):
                 continue
             if any(word in key.lower() for word in _FORBIDDEN):
                 continue

@@ -149,7 +149,7 @@ class BreachPolicy(BreachAction):
             raise_priority=self.raise_priority,
             alert_supervisor=self.alert_supervisor,
         )
-        override = self.by_priority.get(priority) if priority is not None else None  # type: ignore[call-overload]
+        override = next((a for p, a in self.by_priority.items() if p == priority), None)
         if override is None:
             return base
         return base.model_copy(update={k: getattr(override, k) for k in override.model_fields_set})

@@ -97,17 +97,17 @@ def route(
             reasons.append(f"language detected: {language}")
 
     if not inbound:
-        queue = conv.queue or policy.default_queue
-        priority = conv.priority or policy.default_priority
+        kept_queue = conv.queue or policy.default_queue
+        kept_priority = conv.priority or policy.default_priority
         reasons.append("no inbound message: nothing to route")
         return RoutingDecision(
-            queue=queue,
-            priority=priority,
+            queue=kept_queue,
+            priority=kept_priority,
             tags=conv.tags,
             reasons=tuple(reasons),
             language=language,
             crisis=False,
-            changed=(queue, priority) != (conv.queue, conv.priority),
+            changed=(kept_queue, kept_priority) != (conv.queue, conv.priority),
         )
 
     prepared = PreparedText(text)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-import snowballstemmer
+import snowballstemmer  # type: ignore[import-untyped]
 
 # ISO 639-1 code of a language with a snowball stemmer; es, ru, en are the ones the policy ships.
 StemLanguage = str

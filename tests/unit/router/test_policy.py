@@ -134,8 +134,8 @@ def _line_of(source: str, needle: str, occurrence: int = 1) -> int:
             "unknown queue 'third_line'",
         ),
         (
-            "[sla.first_line.normal]\nfirst_response = \"15m\"",
-            "[sla.first_line.normal]\nfirst_response = \"15 minutes\"",
+            '[sla.first_line.normal]\nfirst_response = "15m"',
+            '[sla.first_line.normal]\nfirst_response = "15 minutes"',
             "sla.first_line.normal.first_response",
             '"15 minutes"',
             1,
@@ -255,7 +255,9 @@ def test_queue_calendar_by_name(default_source: str) -> None:
     source = default_source.replace(
         'title = "Front desk"', 'title = "Front desk"\ncalendar = "office"', 1
     )
-    source += '\n[calendars.office]\ntimezone = "Europe/Madrid"\nweekly = { mon = ["09:00-17:00"] }\n'
+    source += (
+        '\n[calendars.office]\ntimezone = "Europe/Madrid"\nweekly = { mon = ["09:00-17:00"] }\n'
+    )
     cal = parse_policy(source).queue("first_line").calendar
     assert cal is not None
     assert cal.timezone == "Europe/Madrid"
@@ -268,6 +270,9 @@ def test_find_line_best_effort() -> None:
     assert find_line(src, ("rules", 0, "name")) == 2
     assert find_line(src, ("sla", "q", "normal", "warn_at")) == 7
     assert find_line(src, ("nowhere",)) is None
+    arr = '[x]\na = [\n  "one", "two",\n  "three",\n]\n'
+    assert find_line(arr, ("x", "a", 1)) == 3
+    assert find_line(arr, ("x", "a", 2)) == 4
 
 
 # -- texts -------------------------------------------------------------------------------------

@@ -31,8 +31,16 @@ _UKRAINIAN_ONLY_RE = re.compile(r"[іїєґ]", re.IGNORECASE)
 
 @lru_cache(maxsize=1)
 def _detector() -> LanguageDetector:
-    # Built once, lazily: importing this module stays cheap; models load on first use.
-    return LanguageDetectorBuilder.from_languages(*_LANGUAGES).build()
+    # Built once, lazily: importing this module stays cheap. Models are preloaded at build so
+    # the cost (about a second) is paid once, by warm_up() at startup or the first message.
+    return (
+        LanguageDetectorBuilder.from_languages(*_LANGUAGES).with_preloaded_language_models().build()
+    )
+
+
+def warm_up() -> None:
+    """Build the detector and load its models now (call at startup to keep ingest latency flat)."""
+    _detector()
 
 
 def detect_language(text: str) -> str | None:

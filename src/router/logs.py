@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
+from typing import IO
 
 _STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
 _FORBIDDEN = ("text", "body", "token", "secret", "password", "authorization", "content")
@@ -31,11 +32,35 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
-def configure(level: str = "INFO") -> None:
-    handler = logging.StreamHandler()
+# Libraries that log SQL parameters (message text) or request URLs (a Telegram bot token is
+# part of its URL) at DEBUG/INFO. Their records pass only at WARNING and above.
+_CHATTY = (
+    "aiosqlite",
+    "sqlalchemy.engine",
+    "sqlalchemy.pool",
+    "asyncpg",
+    "httpx",
+    "httpcore",
+    "aiogram",
+    "uvicorn.access",
+    "aiosmtplib",
+)
+
+
+class PrivacyFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        return not any(record.name == n or record.name.startswith(n + ".") for n in _CHATTY)
+
+
+def configure(level: str = "INFO", stream: IO[str] | None = None) -> logging.Handler:
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(PrivacyFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # uvicorn's access log prints query strings (web chat tokens live there): keep it quiet.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    return handler

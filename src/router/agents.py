@@ -36,7 +36,7 @@ async def open_counts(session: AsyncSession) -> dict[int, int]:
         .where(Conversation.status.in_(("open", "pending")), Conversation.assignee_id.is_not(None))
         .group_by(Conversation.assignee_id)
     )
-    return {int(a): int(n) for a, n in rows.all()}
+    return {int(a): int(n) for a, n in rows.all() if a is not None}
 
 
 def default_tier(role: str) -> int | None:

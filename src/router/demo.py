@@ -76,7 +76,7 @@ async def seed(settings: Settings, *, base_url: str) -> str:
         now = rt.now()
         for i, (channel, ext, name, _phone, text) in enumerate(DEMO_MESSAGES):
             msg = InboundMessage(
-                channel=channel,  # type: ignore[arg-type]
+                channel=channel,
                 external_id=f"demo-{ext}-{already}-{i}",
                 sender=Sender(external_id=ext, name=name, phone=None),
                 text=text,

@@ -34,8 +34,8 @@ def backoff_delay(
     The fixed half guarantees progress between tries; the random half spreads a burst of
     failures (a channel outage) so retries don't arrive in lockstep.
     """
-    exp = min(cap, base * (2 ** max(0, attempt - 1)))
-    return exp / 2 + rand() * exp / 2
+    exp = min(cap, base * (2.0 ** max(0, attempt - 1)))
+    return float(exp / 2 + rand() * exp / 2)
 
 
 @dataclass(frozen=True)
@@ -108,12 +108,12 @@ class OutboxWorker:
             )
             meta = msg.channel_meta or {}
             return OutboundMessage(
-                channel=msg.channel,  # type: ignore[arg-type]
+                channel=msg.channel,
                 message_id=msg.id,
                 conversation_id=msg.conversation_id,
                 recipient=str(meta.get("recipient", "")),
                 text=msg.text,
-                kind="reply" if msg.kind == "text" else msg.kind,  # type: ignore[arg-type]
+                kind="reply" if msg.kind == "text" else msg.kind,
                 attachments=tuple(
                     AttachmentRef(kind=a.kind, url=a.url, mime=a.mime, size=a.size, name=a.name)
                     for a in atts

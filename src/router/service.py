@@ -7,7 +7,8 @@ import base64
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, exists, func, or_, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Agent, Attachment, Conversation, Message, OutboxItem, Queue
@@ -73,7 +74,7 @@ async def list_conversations(
     cursor: str | None = None,
     limit: int = 50,
 ) -> tuple[list[Conversation], str | None]:
-    stmt: Select[tuple[Conversation]] = select(Conversation)
+    stmt = select(Conversation)
     visible = await readable_queue_ids(session, p)
     stmt = stmt.where(or_(Conversation.queue_id.in_(visible), Conversation.queue_id.is_(None)))
     if status:
@@ -98,12 +99,20 @@ async def list_conversations(
     after = decode_cursor(cursor)
     if after is not None:
         stmt = stmt.where(Conversation.id < after)
-    rows = list(await session.scalars(stmt.order_by(Conversation.id.desc()).limit(limit + 200)))
     if tag:
-        rows = [c for c in rows if tag in (c.tags or [])]
+        stmt = stmt.where(_has_tag(session, tag))
+    rows = list(await session.scalars(stmt.order_by(Conversation.id.desc()).limit(limit + 1)))
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1].id) if len(rows) > limit else None
     return page, next_cursor
+
+
+def _has_tag(session: AsyncSession, tag: str) -> ColumnElement[bool]:
+    """`tag in conversation.tags`, with each backend's JSON operator (JSONB @> / json_each)."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        return type_coerce(Conversation.tags, JSONB).contains([tag])
+    each = func.json_each(Conversation.tags).table_valued("value")
+    return exists(select(1).select_from(each).where(each.c.value == tag))
 
 
 async def conversation_reads(

@@ -74,13 +74,13 @@ async def apply_event(
     before = {k: _to_timer(r) for k, r in rows.items()}
     after = sla.transition(before, event, target, now, cal)  # type: ignore[arg-type]
     for kind, t in after.items():
-        if before.get(kind) is t:  # type: ignore[call-overload]
+        if before.get(kind) is t:
             continue
-        row = rows.get(kind)
-        if row is None:
-            row = SlaTimer(conversation_id=conv.id, kind=kind, created_at=now)
-            session.add(row)
-        _write(row, t, now)
+        existing = rows.get(kind)
+        if existing is None:
+            existing = SlaTimer(conversation_id=conv.id, kind=kind, created_at=now)
+            session.add(existing)
+        _write(existing, t, now)
     await session.flush()
 
 

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from router import __version__
+from router import __version__, language
 from router.api import problems
 from router.api.routes import agents, contacts, conversations, events, health, inbound, queues
 from router.bootstrap import build_runtime, sync_queues
@@ -31,6 +31,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         rt = runtime or build_runtime(settings or get_settings())
         app.state.runtime = rt
         await sync_queues(rt)
+        # Load the language models now (about 2 s) rather than on the first customer message.
+        await asyncio.to_thread(language.warm_up)
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         if rt.settings.run_workers:

@@ -262,3 +262,24 @@ async def test_contact_merge_by_agent(client: httpx.AsyncClient, rt: Runtime) ->
         headers=ADMIN,
     )
     assert again.status_code == 422
+
+
+async def test_tag_filter_pages_in_sql(client: httpx.AsyncClient, rt: Runtime) -> None:
+    billing = "I was charged twice for my visit"
+    ids = [(await new_conv(client, billing, user=f"b{i}", msg=f"b{i}"))["id"] for i in range(3)]
+    await new_conv(client, BOOKING, user="other", msg="o1")
+    page1 = (
+        await client.get(
+            "/api/v1/conversations", params={"tag": "billing", "limit": 2}, headers=ADMIN
+        )
+    ).json()
+    assert [c["id"] for c in page1["items"]] == sorted(ids, reverse=True)[:2]
+    page2 = (
+        await client.get(
+            "/api/v1/conversations",
+            params={"tag": "billing", "limit": 2, "cursor": page1["next_cursor"]},
+            headers=ADMIN,
+        )
+    ).json()
+    assert [c["id"] for c in page2["items"]] == [min(ids)]
+    assert page2["next_cursor"] is None

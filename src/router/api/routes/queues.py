@@ -22,5 +22,5 @@ async def list_queues(p: AgentDep, rt: RuntimeDep, session: SessionDep) -> Page[
         q = await session.scalar(select(Queue).where(Queue.name == row["name"]))
         assert q is not None
         est = await flows.estimate_wait(session, rt, q, "normal", now)
-        items.append(QueueRead(**row, expected_wait_s=wait.wait_minutes(est) * 60))  # type: ignore[arg-type]
+        items.append(QueueRead(**row, expected_wait_s=wait.wait_minutes(est) * 60))
     return Page(items=items)

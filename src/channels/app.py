@@ -6,8 +6,6 @@ is set; otherwise they are stored for the app to pull (`GET /api/v1/inbound/mess
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from datetime import datetime
 from typing import ClassVar
@@ -16,6 +14,7 @@ import httpx
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
 
 from channels.base import DeliveryError
+from channels.signing import hmac_sha256_header
 from models.messages import ChannelName, DeliveryResult, InboundMessage, OutboundMessage, Sender
 
 
@@ -70,7 +69,7 @@ def normalise(payload: AppInbound, *, now: datetime, phone: str | None) -> Inbou
 
 
 def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac_sha256_header(secret, body)
 
 
 class AppChannel:

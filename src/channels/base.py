@@ -15,11 +15,21 @@ class DeliveryError(Exception):
     provider's own back-off hint.
     """
 
-    def __init__(self, reason: str, *, retryable: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        unreachable: bool = False,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
         self.retry_after = retry_after
+        # The recipient can never be reached here again (bot blocked, address gone): the
+        # identity is marked so agents see it and no further replies are queued there.
+        self.unreachable = unreachable
 
 
 @runtime_checkable

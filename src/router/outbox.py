@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import DeliveryError
-from models import Attachment, Conversation, Message, OutboxItem
-from models.messages import AttachmentRef, DeliveryResult, OutboundMessage
+from models import Attachment, ContactIdentity, Conversation, Message, OutboxItem
+from models.messages import IDENTITY_KIND, AttachmentRef, DeliveryResult, OutboundMessage
 from router import flows, metrics
 from router.runtime import Runtime
 
@@ -200,6 +201,8 @@ class OutboxWorker:
                     item.status = "dead"
                     if msg is not None:
                         msg.delivery_status = "failed"
+                    if error.unreachable and msg is not None and conv is not None:
+                        await _mark_unreachable(session, conv.contact_id, msg)
                     metrics.OUTBOX_RESULTS.labels(c.channel, "dead").inc()
                     log.warning(
                         "outbound message dead-lettered",
@@ -234,3 +237,19 @@ async def retry_dead(rt: Runtime, outbox_id: int) -> bool:
             .values(status="pending", attempts=0, next_attempt_at=rt.now())
         )
         return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def _mark_unreachable(session: AsyncSession, contact_id: int, msg: Message) -> None:
+    recipient = (msg.channel_meta or {}).get("recipient")
+    kind = IDENTITY_KIND.get(msg.channel)
+    if recipient is None or kind is None:
+        return
+    await session.execute(
+        update(ContactIdentity)
+        .where(
+            ContactIdentity.contact_id == contact_id,
+            ContactIdentity.kind == kind,
+            ContactIdentity.value == str(recipient),
+        )
+        .values(unreachable=True)
+    )

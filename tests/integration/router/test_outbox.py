@@ -144,3 +144,20 @@ def test_backoff_grows_and_is_capped() -> None:
     hi = [backoff_delay(n, base=2, cap=60, rand=lambda: 1.0) for n in range(1, 9)]
     assert lo == [1, 2, 4, 8, 16, 30, 30, 30]
     assert hi == [2, 4, 8, 16, 32, 60, 60, 60]
+
+
+async def test_unreachable_recipient_is_marked_and_replies_refused(
+    client: httpx.AsyncClient, rt: Runtime, fake_app_channel: FakeChannel
+) -> None:
+    mid = await reply(client, rt)
+    fake_app_channel.script = [DeliveryError("bot blocked", retryable=False, unreachable=True)]
+    await OutboxWorker(rt).run_once()
+    item = await item_for(rt, mid)
+    assert item.status == "dead"
+    r = await client.post(
+        f"/api/v1/conversations/{item.conversation_id}/messages",
+        json={"text": "¿hola?"},
+        headers=ADMIN,
+    )
+    assert r.status_code == 409
+    assert "unreachable" in r.json()["detail"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
@@ -75,6 +76,25 @@ async def try_assign(
     if agent_id is None:
         return None
     ok = await assign_to(session, conv, agent_id, now, reason="auto-assigned", only_if_free=True)
+    return agent_id if ok else None
+
+
+async def offer_to_next_tier(
+    session: AsyncSession, rt: Runtime, conv: Conversation, q: Queue, now: datetime
+) -> int | None:
+    """Assign to an agent one tier up (they can read lower tiers); the queue is unchanged."""
+    snap = replace(_for_assign(rt, conv, q), tier=q.tier + 1)
+    agent_id = assign.choose_agent(snap, await agent_loads(session, q.tier + 1))
+    if agent_id is None:
+        return None
+    ok = await assign_to(
+        session,
+        conv,
+        agent_id,
+        now,
+        reason="SLA breach: offered to the next tier",
+        only_if_free=True,
+    )
     return agent_id if ok else None
 
 

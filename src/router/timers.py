@@ -251,11 +251,11 @@ async def fire(session: AsyncSession, rt: Runtime, row: SlaTimer, now: datetime)
             metrics.SLA_BREACHES.labels(qname, row.kind).inc()
             await flows.conv_event(session, "sla.breached", conv, data=data)
             if q is not None:
-                await _breach_action(session, rt, conv, q, now)
+                await _breach_action(session, rt, conv, q, now, kind=row.kind)
 
 
 async def _breach_action(
-    session: AsyncSession, rt: Runtime, conv: Conversation, q: Queue, now: datetime
+    session: AsyncSession, rt: Runtime, conv: Conversation, q: Queue, now: datetime, *, kind: str
 ) -> None:
     try:
         action = rt.policy.breach_action(q.name, conv.priority)
@@ -289,3 +289,11 @@ async def _breach_action(
         await flows.conv_event(session, "supervisor.alert", conv, data={"reason": "sla.breached"})
     if changed and conv.assignee_id is None:
         await assignment.try_assign(session, rt, conv, now)
+    if (
+        kind == "first_response"
+        and conv.assignee_id is None
+        and conv.queue_id == q.id
+        and q.tier == 1
+    ):
+        # Nobody on the front desk took it in time: any online clinician may answer instead.
+        await assignment.offer_to_next_tier(session, rt, conv, q, now)

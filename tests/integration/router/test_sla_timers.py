@@ -9,12 +9,12 @@ from collections import Counter
 import httpx
 from sqlalchemy import select
 
-from models import Event
+from models import Conversation, Event
 from models.messages import InboundMessage, Sender
 from router import ingest
 from router.runtime import Runtime
 from router.timers import SlaScheduler
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, make_agent
 from tests.support.fakes import FakeClock
 
 
@@ -104,8 +104,11 @@ async def _ingest_many(rt: Runtime, n: int) -> None:
             )
 
 
-async def test_two_schedulers_fire_each_timer_exactly_once(rt: Runtime, clock: FakeClock) -> None:
-    n = 150
+async def test_two_schedulers_fire_each_timer_exactly_once(
+    rt: Runtime, clock: FakeClock, backend: str
+) -> None:
+    # 1,000 timers on PostgreSQL (the multi-instance backend); fewer on the embedded default.
+    n = 500 if backend == "postgresql" else 100
     await _ingest_many(rt, n)
     clock.advance(days=3)
     s1, s2 = SlaScheduler(rt, batch=20), SlaScheduler(rt, batch=20)
@@ -122,3 +125,35 @@ async def test_two_schedulers_fire_each_timer_exactly_once(rt: Runtime, clock: F
     per_timer = Counter((e.conversation_id, e.data["kind"]) for e in rows)
     assert len(per_timer) == 2 * n
     assert set(per_timer.values()) == {1}
+
+
+async def test_breached_first_response_is_offered_to_the_next_tier(
+    client: httpx.AsyncClient, rt: Runtime, clock: FakeClock
+) -> None:
+    l2_id, _ = await make_agent(rt, name="dr", role="agent_l2")
+    cid = await inbound(client, "u1", "m1", "Quiero cambiar mi cita")
+    conv = (await client.get(f"/api/v1/conversations/{cid}", headers=ADMIN)).json()
+    assert (conv["queue"], conv["assignee_id"]) == ("first_line", None), "no L1 agent online"
+    clock.advance(minutes=16)
+    await SlaScheduler(rt).run_once()
+    conv = (await client.get(f"/api/v1/conversations/{cid}", headers=ADMIN)).json()
+    assert conv["queue"] == "first_line"
+    assert conv["assignee_id"] == l2_id
+
+
+async def test_urgent_first_line_breach_escalates_to_second_line(
+    client: httpx.AsyncClient, rt: Runtime, clock: FakeClock
+) -> None:
+    cid = await inbound(client, "u1", "m1", "Quiero cambiar mi cita")
+    async with rt.db.session() as s:
+        conv = await s.get(Conversation, cid)
+        assert conv is not None
+        conv.priority = "urgent"
+    clock.advance(minutes=16)  # past even the normal target
+    await SlaScheduler(rt).run_once()
+    out = (await client.get(f"/api/v1/conversations/{cid}", headers=ADMIN)).json()
+    assert (out["queue"], out["priority"]) == ("second_line", "urgent")
+    assert any("SLA breach" in r for r in out["routing_reasons"])
+    async with rt.db.session() as s:
+        types = list(await s.scalars(select(Event.type).where(Event.conversation_id == cid)))
+    assert "conversation.escalated" in types

@@ -228,7 +228,21 @@ class SlaScheduler:
                 log.exception("sla scheduler batch failed")
                 n = 0
             if n < self.batch:
-                await self.rt.sla_wake.wait(self.rt.settings.worker_poll_s)
+                await self.rt.sla_wake.wait(await self._idle_for())
+
+    async def _idle_for(self) -> float:
+        """Sleep until the next timer is due, at most one poll interval (other instances or
+        new conversations may arm earlier timers; a commit here wakes us sooner)."""
+        poll = self.rt.settings.worker_poll_s
+        try:
+            async with self.rt.db.session() as session:
+                nxt = await session.scalar(select(func.min(SlaTimer.next_fire_at)))
+        except Exception:
+            return poll
+        if nxt is None:
+            return poll
+        # A floor, so rows locked by another instance never turn this into a busy loop.
+        return max(0.02, min(poll, (nxt - self.rt.now()).total_seconds()))
 
 
 async def fire(session: AsyncSession, rt: Runtime, row: SlaTimer, now: datetime) -> None:

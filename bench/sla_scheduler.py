@@ -88,7 +88,8 @@ async def seed(dsn: str, n: int, start: datetime, window: float) -> None:
         )
         for table in ("contacts", "conversations", "sla_timers"):
             await conn.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"(SELECT max(id) FROM {table}))"
             )
         await conn.execute("ANALYZE")
     finally:

@@ -64,6 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     settings = get_settings()
+    if args.cmd in ("serve", "demo", "migrate"):
+        # Refuse to start on a bad policy, naming the file, line and key, before touching data.
+        from router.policy import PolicyError, load_policy
+
+        try:
+            load_policy(settings.policy)
+        except PolicyError as exc:
+            print(f"careline: invalid policy: {exc}", file=sys.stderr)
+            return 2
 
     if args.cmd == "migrate":
         _migrate(settings)

@@ -58,8 +58,8 @@ async def test_migrations_create_exactly_the_models(empty_db_url: str) -> None:
     await asyncio.to_thread(upgrade, empty_db_url)  # idempotent: already at head
 
 
-def run_cli(*args: str, url: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CARELINE_DATABASE_URL": url}
+def run_cli(*args: str, url: str, **env_extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CARELINE_DATABASE_URL": url, **env_extra}
     return subprocess.run(
         [sys.executable, "-m", "router.cli", *args],
         env=env,
@@ -94,3 +94,22 @@ def test_cli_migrate_agent_create_and_demo(tmp_path: Path) -> None:
     r = run_cli("agent", "create", "--name", "x", "--role", "wizard", url=url)
     assert r.returncode == 2
     assert "invalid choice" in r.stderr
+
+
+def test_serve_refuses_an_invalid_policy_and_names_the_line(tmp_path: Path) -> None:
+    from router.policy import DEFAULT_POLICY_PATH
+
+    source = DEFAULT_POLICY_PATH.read_text(encoding="utf-8")
+    bad = source.replace('default_queue = "first_line"', 'default_queue = "third_line"', 1)
+    assert bad != source
+    line = bad[: bad.index("third_line")].count("\n") + 1
+    policy = tmp_path / "policy.toml"
+    policy.write_text(bad, encoding="utf-8")
+    r = run_cli(
+        "serve", url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", CARELINE_POLICY=str(policy)
+    )
+    assert r.returncode == 2
+    assert f"policy.toml:{line}" in r.stderr
+    assert "default_queue" in r.stderr
+    assert "third_line" in r.stderr
+    assert not (tmp_path / "x.db").exists(), "nothing touched before the policy is valid"

@@ -2,6 +2,7 @@
 
 from models.agent import Agent
 from models.base import Base
+from models.callback import CallbackRequest as CallbackRequest  # re-export
 from models.contact import Contact, ContactIdentity
 from models.conversation import Assignment, Conversation
 from models.event import Event

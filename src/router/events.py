@@ -38,8 +38,8 @@ async def record(
         tier=tier,
         data=data or {},
     )
+    # No flush: events are inserted together with the next flush or the commit.
     session.add(ev)
-    await session.flush()
     return ev
 
 

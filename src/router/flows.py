@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Agent, Contact, ContactIdentity, Conversation, Message, OutboxItem, Queue
 from models.messages import IDENTITY_KIND
-from router import assignment, events, rules, timers, wait
+from router import assignment, callbacks, events, rules, timers, wait
 from router.errors import Conflict
 from router.runtime import Runtime
 
@@ -27,7 +27,17 @@ MAX_REASONS = 30
 
 
 async def queue_of(session: AsyncSession, conv: Conversation) -> Queue | None:
-    return await session.get(Queue, conv.queue_id) if conv.queue_id is not None else None
+    if conv.queue_id is None:
+        return None
+    # The identity map holds objects weakly; keep queues for the unit of work (they are
+    # read on every step of a flow and almost never change).
+    cache: dict[int, Queue] = session.info.setdefault("queues", {})
+    q = cache.get(conv.queue_id)
+    if q is None:
+        q = await session.get(Queue, conv.queue_id)
+        if q is not None:
+            cache[q.id] = q
+    return q
 
 
 async def queue_by_name(session: AsyncSession, name: str) -> Queue:
@@ -81,6 +91,7 @@ async def after_inbound(
         data={"message_id": message.id, "channel": message.channel, "kind": message.kind},
     )
     await timers.on_customer_message(session, rt, conv, now, how=how)
+    await callbacks.on_call_message(session, rt, conv, message, now)
     if decision.crisis:
         await send_crisis_ack(session, rt, conv, now)
     elif new:
@@ -286,7 +297,7 @@ async def send_wait_ack(
     session: AsyncSession, rt: Runtime, conv: Conversation, now: datetime
 ) -> None:
     """Tell a new customer how long they will likely wait (once per conversation)."""
-    if conv.ack_sent or await _auto_sent(session, conv, "ack"):
+    if conv.ack_sent:
         return
     q = await queue_of(session, conv)
     if q is None:
@@ -336,7 +347,8 @@ async def estimate_wait(
         )
         or 0
     )
-    median = await assignment.recent_median_handle_s(session, q, now)
+    # Without online agents the estimate is the fallback whatever the history says.
+    median = await assignment.recent_median_handle_s(session, q, now) if online else None
     target = rt.policy.sla_for(q.name, priority)
     return wait.expected_wait(
         depth_ahead=depth_ahead,

@@ -242,7 +242,7 @@ class SlaScheduler:
         if nxt is None:
             return poll
         # A floor, so rows locked by another instance never turn this into a busy loop.
-        return max(0.02, min(poll, (nxt - self.rt.now()).total_seconds()))
+        return float(max(0.02, min(poll, (nxt - self.rt.now()).total_seconds())))
 
 
 async def fire(session: AsyncSession, rt: Runtime, row: SlaTimer, now: datetime) -> None:

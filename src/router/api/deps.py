@@ -52,7 +52,7 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-async def get_principal(request: Request, rt: RuntimeDep) -> Principal:
+async def _principal(request: Request, rt: Runtime, session: AsyncSession) -> Principal:
     token = _bearer(request)
     admin = rt.settings.admin_token
     if (
@@ -61,13 +61,24 @@ async def get_principal(request: Request, rt: RuntimeDep) -> Principal:
         and secrets.compare_digest(token.encode(), admin.get_secret_value().encode())
     ):
         return Principal(role="admin", agent_id=None, tier=2, name="admin")
-    async with rt.db.session() as session:
-        agent = await session.scalar(
-            select(Agent).where(Agent.token_hash == hash_token(token), Agent.active.is_(True))
-        )
+    agent = await session.scalar(
+        select(Agent).where(Agent.token_hash == hash_token(token), Agent.active.is_(True))
+    )
     if agent is None:
         raise Unauthorized("invalid or revoked token")
     return Principal(role=agent.role, agent_id=agent.id, tier=agent.tier, name=agent.name)
+
+
+async def get_principal(request: Request, rt: RuntimeDep, session: SessionDep) -> Principal:
+    """The caller, looked up in the request's own unit of work."""
+    return await _principal(request, rt, session)
+
+
+async def get_stream_principal(request: Request, rt: RuntimeDep) -> Principal:
+    """For long-lived streams: a short unit of work of its own, so no transaction (and, on
+    SQLite, no write slot) is held for the life of the connection."""
+    async with rt.db.session() as session:
+        return await _principal(request, rt, session)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -83,6 +94,17 @@ def require(*roles: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]
 
 
 AGENTS = ("agent_l1", "agent_l2", "supervisor", "admin")
+
+
+async def require_stream_agent(
+    p: Annotated[Principal, Depends(get_stream_principal)],
+) -> Principal:
+    if p.role not in AGENTS:
+        raise Forbidden(f"role {p.role} may not do this (needs one of: {', '.join(AGENTS)})")
+    return p
+
+
+StreamAgentDep = Annotated[Principal, Depends(require_stream_agent)]
 AgentDep = Annotated[Principal, Depends(require(*AGENTS))]
 ManagerDep = Annotated[Principal, Depends(require("supervisor", "admin"))]
 IntegrationDep = Annotated[Principal, Depends(require("integration", "admin"))]

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sse_starlette.sse import EventSourceResponse
 
 from models import Event
-from router.api.deps import AgentDep, RuntimeDep
+from router.api.deps import RuntimeDep, StreamAgentDep
 
 api_router = APIRouter(prefix="/api/v1", tags=["events"])
 
@@ -18,7 +18,7 @@ api_router = APIRouter(prefix="/api/v1", tags=["events"])
 @api_router.get("/events")
 async def stream_events(
     request: Request,
-    p: AgentDep,
+    p: StreamAgentDep,
     rt: RuntimeDep,
     after: int | None = Query(default=None, ge=0, description="replay events after this id"),
     last_event_id: str | None = Header(default=None, max_length=20),

@@ -10,14 +10,16 @@ from collections.abc import Sequence
 from router.settings import Settings, get_settings
 
 
-def _serve(settings: Settings, host: str, port: int) -> None:
+def _serve(settings: Settings, host: str, port: int, role: str = "all") -> None:
     import uvicorn
 
     from router.api import create_app
     from router.logs import configure
 
     configure(settings.log_level)
-    app = create_app(settings)
+    if role == "api":
+        settings = settings.model_copy(update={"run_workers": False})
+    app = create_app(settings, role=role)
     # Headers/query strings can carry tokens, so uvicorn's access log stays off.
     uvicorn.run(app, host=host, port=port, access_log=False, log_config=None)
 
@@ -35,6 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_serve = sub.add_parser("serve", help="migrate the database, then serve HTTP")
     p_serve.add_argument("--host", default="127.0.0.1")
     p_serve.add_argument("--port", type=int, default=8000)
+    p_serve.add_argument(
+        "--role",
+        choices=["all", "api", "worker"],
+        default="all",
+        help="api: HTTP only; worker: outbox, SLA scheduler and sweeps only; all: both",
+    )
 
     sub.add_parser("migrate", help="apply database migrations")
 
@@ -80,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.cmd == "serve":
         _migrate(settings)
-        _serve(settings, args.host, args.port)
+        _serve(settings, args.host, args.port, args.role)
         return 0
     if args.cmd == "demo":
         from router.demo import seed

@@ -338,8 +338,8 @@ async def transfer(
             target_q = await flows.queue_by_name(session, queue)
         except Conflict as exc:
             raise InvalidInput(f"unknown queue {queue!r}") from exc
-        if not p.is_manager and target_q.tier > p.max_tier and target_q.tier > 2:
-            raise Forbidden(f"you cannot move conversations to {queue}")
+        # Any agent may hand work to another queue (up, or back down when it was misrouted);
+        # moving it out of their own reach is allowed: that is what an escalation is.
         conv.queue_id = target_q.id
         conv.updated_at = now
         conv.routing_reasons = [

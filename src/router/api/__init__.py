@@ -23,8 +23,14 @@ from router.workers import Sweeper
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
-    """Build the app. Tests pass their own runtime (database, fake channels, clock)."""
+def create_app(
+    settings: Settings | None = None, runtime: Runtime | None = None, *, role: str = "all"
+) -> FastAPI:
+    """Build the app. Tests pass their own runtime (database, fake channels, clock).
+
+    `role="worker"` serves only the health and metrics endpoints (for probes) next to the
+    background workers; `role="api"` is chosen by turning `run_workers` off.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,6 +69,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         lifespan=lifespan,
     )
     problems.install(app)
-    for module in (health, inbound, agents, queues, conversations, contacts, events):
+    modules = (health, inbound, agents, queues, conversations, contacts, events)
+    for module in modules if role != "worker" else (health,):
         app.include_router(module.api_router)
     return app

@@ -17,6 +17,7 @@ Lifecycle (one open request per conversation at most):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -95,6 +96,20 @@ async def on_call_message(
         return
     meta = message.channel_meta or {}
     status = str(meta.get("call_status"))
+    # The call itself on the live stream: what happened, never what was said.
+    await flows.conv_event(
+        session,
+        "call.logged",
+        conv,
+        data={
+            "message_id": message.id,
+            "call_status": status,
+            "direction": meta.get("direction"),
+            "duration_s": meta.get("duration_s"),
+            "agent": meta.get("agent"),
+            "provider": meta.get("provider"),
+        },
+    )
     if meta.get("direction") == "outbound":
         await _outbound(session, rt, conv, message, status, now)
         return
@@ -313,3 +328,15 @@ async def fire_due_callbacks(rt: Runtime, *, batch: int = 200) -> int:
             await flows.conv_event(session, "callback.breached", conv, data=_data(cb))
             breaches += 1
     return breaches
+
+
+async def run_scheduler(rt: Runtime, stop: asyncio.Event) -> None:
+    """The worker loop for the app's lifespan: fire due callbacks, then wait for the poll
+    interval (or an earlier commit, which wakes `sla_wake`). A breach that falls due between
+    polls is recorded at most `worker_poll_s` late, and still only once."""
+    while not stop.is_set():
+        try:
+            await fire_due_callbacks(rt)
+        except Exception:
+            log.exception("callback scheduler batch failed")
+        await rt.sla_wake.wait(rt.settings.worker_poll_s)

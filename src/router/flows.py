@@ -83,13 +83,16 @@ async def after_inbound(
     new = how == "new"
     if new:
         await conv_event(session, "conversation.created", conv, data={"channel": conv.channel})
+    received = {"message_id": message.id, "channel": message.channel, "kind": message.kind}
+    if message.direction == "out" and not new:
+        # An outbound call an agent (or the PBX) logged: part of the timeline and it may close
+        # a callback request, but it is not the customer asking for anything.
+        await conv_event(session, "message.received", conv, data=received)
+        await callbacks.on_call_message(session, rt, conv, message, now)
+        return
     decision = await route(session, rt, conv, contact, [message], now)
-    await conv_event(
-        session,
-        "message.received",
-        conv,
-        data={"message_id": message.id, "channel": message.channel, "kind": message.kind},
-    )
+    # After routing, so the event carries the queue (and tier) the message now belongs to.
+    await conv_event(session, "message.received", conv, data=received)
     await timers.on_customer_message(session, rt, conv, now, how=how)
     await callbacks.on_call_message(session, rt, conv, message, now)
     if decision.crisis:

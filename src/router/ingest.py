@@ -65,16 +65,18 @@ async def _ingest_new(session: AsyncSession, rt: Runtime, msg: InboundMessage) -
     contact = await resolve_contact(session, msg.channel, msg.sender, now)
     conv, how = await _resolve_conversation(session, rt, contact, msg)
 
+    # A call log of an outbound call (agent → customer) is ours, not the customer's message.
+    outbound = msg.kind == "call" and msg.channel_meta.get("direction") == "outbound"
     message = Message(
         conversation_id=conv.id,
-        direction="in",
+        direction="out" if outbound else "in",
         channel=msg.channel,
         kind=msg.kind,
         external_id=msg.external_id,
         text=msg.text,
         sent_at=msg.sent_at,
         created_at=msg.received_at,
-        delivery_status="received",
+        delivery_status="sent" if outbound else "received",
         channel_meta=dict(msg.channel_meta),
     )
     session.add(message)
@@ -92,13 +94,16 @@ async def _ingest_new(session: AsyncSession, rt: Runtime, msg: InboundMessage) -
             )
         )
 
-    conv.last_inbound_at = now
     conv.updated_at = now
-    if conv.waiting_since is None:
-        conv.waiting_since = now
     was_pending = conv.status == "pending"
-    if was_pending:
-        conv.status = "open"
+    if outbound:
+        conv.last_outbound_at = now
+    else:
+        conv.last_inbound_at = now
+        if conv.waiting_since is None:
+            conv.waiting_since = now
+        if was_pending:
+            conv.status = "open"
     if msg.subject and not conv.subject:
         conv.subject = msg.subject[:300]
     await session.flush()

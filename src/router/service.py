@@ -190,9 +190,31 @@ async def message_reads(session: AsyncSession, msgs: Sequence[Message]) -> list[
             language=m.language,
             attachments=atts.get(m.id, []),
             error=errors.get(m.id),
+            call=_call_details(m),
         )
         for m in msgs
     ]
+
+
+CALL_FIELDS = (
+    "call_status",
+    "direction",
+    "duration_s",
+    "agent",
+    "provider",
+    "call_id",
+    "started_at",
+    "transcript",
+    "from",
+    "to",
+)
+
+
+def _call_details(m: Message) -> dict[str, object] | None:
+    if m.kind != "call":
+        return None
+    meta = m.channel_meta or {}
+    return {k: meta[k] for k in CALL_FIELDS if meta.get(k) is not None}
 
 
 def _require_agent(p: Principal) -> None:

@@ -125,6 +125,8 @@ class MessageRead(BaseModel):
     language: str | None
     attachments: list[AttachmentRead]
     error: str | None = None
+    # For call log entries: status, direction, duration, agent, provider ids, transcript.
+    call: dict[str, Any] | None = None
 
 
 class ReplyCreate(BaseModel):

@@ -10,9 +10,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from router import __version__, language
+from channels.calls import webhooks as calls_webhooks
+from router import __version__, callbacks, language
 from router.api import problems
 from router.api.routes import agents, contacts, conversations, events, health, inbound, queues
+from router.api.routes import callbacks as callbacks_routes
 from router.bootstrap import build_runtime, sync_queues
 from router.outbox import OutboxWorker
 from router.runtime import Runtime
@@ -46,6 +48,7 @@ def create_app(
                 asyncio.create_task(OutboxWorker(rt).run(stop), name="outbox"),
                 asyncio.create_task(SlaScheduler(rt).run(stop), name="sla"),
                 asyncio.create_task(Sweeper(rt).run(stop), name="sweeper"),
+                asyncio.create_task(callbacks.run_scheduler(rt, stop), name="callbacks"),
             ]
         try:
             yield
@@ -69,7 +72,17 @@ def create_app(
         lifespan=lifespan,
     )
     problems.install(app)
-    modules = (health, inbound, agents, queues, conversations, contacts, events)
+    modules = (
+        health,
+        inbound,
+        agents,
+        queues,
+        conversations,
+        contacts,
+        events,
+        callbacks_routes,
+        calls_webhooks,
+    )
     for module in modules if role != "worker" else (health,):
         app.include_router(module.api_router)
     return app

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from channels.app import AppChannel
 from channels.base import ChannelAdapter, DeliveryError
+from channels.telegram import TelegramChannel
 
 __all__ = ["ChannelAdapter", "DeliveryError", "build_registry"]
 
 
 def build_registry(
-    *, app_callback_url: str | None, webhook_secret: str | None
+    *,
+    app_callback_url: str | None,
+    webhook_secret: str | None,
+    telegram_bot_token: str | None = None,
+    telegram_api_base: str | None = None,
 ) -> dict[str, ChannelAdapter]:
     """Adapters for the channels that are configured; a missing one dead-letters its replies."""
     registry: dict[str, ChannelAdapter] = {
         "app": AppChannel(app_callback_url, webhook_secret),
     }
+    if telegram_bot_token:
+        registry["telegram"] = TelegramChannel.from_settings(telegram_bot_token, telegram_api_base)
     return registry

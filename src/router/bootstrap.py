@@ -15,7 +15,15 @@ from router.settings import Settings
 def build_runtime(settings: Settings) -> Runtime:
     policy = load_policy(settings.policy)
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-    channels = build_registry(app_callback_url=settings.app_callback_url, webhook_secret=secret)
+    tg_token = (
+        settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else None
+    )
+    channels = build_registry(
+        app_callback_url=settings.app_callback_url,
+        webhook_secret=secret,
+        telegram_bot_token=tg_token,
+        telegram_api_base=settings.telegram_api_base,
+    )
     return Runtime(
         settings=settings, db=Database(settings.database_url), policy=policy, channels=channels
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Sequence
 
@@ -68,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p_tg = sub.add_parser("telegram", help="Telegram channel tools")
     tg_sub = p_tg.add_subparsers(dest="tg_cmd", required=True)
-    tg_sub.add_parser("poll", help="long-polling mode for development")
+    tg_sub.add_parser("poll", help="long-polling mode for development (run `serve` too)")
+    tg_sub.add_parser("set-webhook", help="register PUBLIC_URL/webhooks/telegram with Telegram")
 
     args = parser.parse_args(argv)
     settings = get_settings()
@@ -117,12 +119,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"agent {agent_id} created ({args.role}). Token (shown once): {token}")
         return 0
     if args.cmd == "telegram":
-        print(
-            "the Telegram channel is not available in this version "
-            "(see the issue 'Telegram channel')",
-            file=sys.stderr,
-        )
-        return 2
+        from channels.telegram.polling import TelegramSetupError, run_polling, set_webhook
+        from router.logs import configure
+
+        try:
+            if args.tg_cmd == "set-webhook":
+                print(f"Telegram webhook set to {asyncio.run(set_webhook(settings))}")
+                return 0
+            _migrate(settings)
+            configure(settings.log_level)
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(run_polling(settings))
+            return 0
+        except TelegramSetupError as exc:
+            print(f"telegram: {exc}", file=sys.stderr)
+            return 2
     parser.error("unknown command")
     return 2
 

@@ -103,6 +103,15 @@ async def after_inbound(
         await assignment.try_assign(session, rt, conv, now)
 
 
+async def after_resolved(session: AsyncSession, rt: Runtime, conv: Conversation) -> None:
+    """Channel follow-ups to a resolution: the customer may rate the conversation where the
+    channel can ask (Telegram's inline buttons)."""
+    if "telegram" in rt.channels:
+        from channels.telegram.handling import ask_rating  # channel code, loaded on demand
+
+        await ask_rating(session, rt, conv)
+
+
 async def route(
     session: AsyncSession,
     rt: Runtime,

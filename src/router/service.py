@@ -480,6 +480,8 @@ async def set_status(
         agent_id=p.agent_id,
         data={"from": previous, "to": status},
     )
+    if status == "resolved" and previous != "resolved":
+        await flows.after_resolved(session, rt, conv)
     if status in ("resolved", "closed"):
         # Capacity freed: offer waiting work now rather than at the next sweep.
         await assignment.assign_waiting(session, rt, now)

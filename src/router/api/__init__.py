@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from channels.calls import webhooks as calls_webhooks
+from channels.telegram import webhook as telegram_webhook
 from router import __version__, callbacks, language
 from router.api import problems
 from router.api.routes import agents, contacts, conversations, events, health, inbound, queues
@@ -82,6 +83,7 @@ def create_app(
         events,
         callbacks_routes,
         calls_webhooks,
+        telegram_webhook,
     )
     for module in modules if role != "worker" else (health,):
         app.include_router(module.api_router)

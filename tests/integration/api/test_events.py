@@ -60,9 +60,7 @@ async def test_stream_delivers_new_events_and_resumes(rt: Runtime) -> None:
         assert [e["event"] for e in events][:1] == ["contact.created"]
         assert all(e["id"] > 0 for e in events)
         assert any(e["data"]["conversation_id"] == created["conversation_id"] for e in events)
-        assert all("Quiero una cita" not in json.dumps(e) for e in events), (
-            "no bodies in events"
-        )
+        assert all("Quiero una cita" not in json.dumps(e) for e in events), "no bodies in events"
         # Reconnecting with Last-Event-ID replays what came after, in order.
         replay = await read_events(base, {**ADMIN, "Last-Event-ID": str(events[0]["id"])}, 2)
         assert [e["id"] for e in replay] == [e["id"] for e in events[1:3]]

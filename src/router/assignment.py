@@ -18,7 +18,10 @@ AGENT_ROLES = ("agent_l1", "agent_l2", "supervisor")
 
 
 async def agent_loads(session: AsyncSession, tier: int | None = None) -> list[assign.AgentLoad]:
-    stmt = select(Agent).where(Agent.active.is_(True), Agent.role.in_(AGENT_ROLES))
+    # Only online agents can take work (the pure chooser would drop the others anyway).
+    stmt = select(Agent).where(
+        Agent.active.is_(True), Agent.role.in_(AGENT_ROLES), Agent.presence == "online"
+    )
     if tier is not None:
         stmt = stmt.where(Agent.tier == tier)
     agents = list(await session.scalars(stmt))
@@ -102,6 +105,9 @@ async def assign_waiting(
     session: AsyncSession, rt: Runtime, now: datetime, limit: int = 200
 ) -> int:
     """Offer waiting conversations (urgent first, then oldest) to agents with free capacity."""
+    agents = await agent_loads(session)
+    if not agents:
+        return 0
     queues = {q.id: q for q in await session.scalars(select(Queue))}
     convs = list(
         await session.scalars(
@@ -119,7 +125,7 @@ async def assign_waiting(
         return 0
     by_id = {c.id: c for c in convs}
     snaps = [_for_assign(rt, c, queues[c.queue_id]) for c in convs if c.queue_id in queues]
-    plan = assign.plan_assignments(snaps, await agent_loads(session))
+    plan = assign.plan_assignments(snaps, agents, now=now)
     done = 0
     for conv_id, agent_id in plan:
         if await assign_to(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from channels import build_registry
+from channels.email.adapter import EmailChannel
 from models import Queue
 from router.db import Database
 from router.policy import load_policy

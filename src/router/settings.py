@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     imap_url: SecretStr | None = None
     twilio_auth_token: SecretStr | None = None
 
+    # Email: where attachments and raw messages are kept (by reference, never in the DB).
+    email_store_dir: str = "./var/attachments"
+    email_max_bytes: int = 10_000_000
+    imap_poll_s: float = 60.0
+    imap_idle_s: float = 300.0
+
     # App channel: where replies are pushed (signed with WEBHOOK_SECRET); unset = apps pull.
     app_callback_url: str | None = None
     default_region: str = "ES"  # for phone numbers written in national format

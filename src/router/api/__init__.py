@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from channels.calls import webhooks as calls_webhooks
+from channels.email import webhook as email_webhook
+from channels.email.imap import run_imap
 from channels.telegram import webhook as telegram_webhook
 from router import __version__, callbacks, language
 from router.api import problems
@@ -50,6 +52,8 @@ def create_app(
                 asyncio.create_task(SlaScheduler(rt).run(stop), name="sla"),
                 asyncio.create_task(Sweeper(rt).run(stop), name="sweeper"),
                 asyncio.create_task(callbacks.run_scheduler(rt, stop), name="callbacks"),
+                # Idle unless CARELINE_IMAP_URL is set; de-dup makes two pollers harmless.
+                asyncio.create_task(run_imap(rt, stop), name="imap"),
             ]
         try:
             yield
@@ -84,6 +88,7 @@ def create_app(
         callbacks_routes,
         calls_webhooks,
         telegram_webhook,
+        email_webhook,
     )
     for module in modules if role != "worker" else (health,):
         app.include_router(module.api_router)

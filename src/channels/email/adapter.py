@@ -1,0 +1,180 @@
+"""`EmailChannel`: replies over SMTP (aiosmtplib), threaded to the customer's last message.
+
+The outbox gives us the text, the recipient and the conversation; the threading headers come
+from the customer's last inbound email, read in a short unit of work of our own (the outbox
+calls `send` outside any transaction, so this never nests). Our Message-ID is returned as
+`external_id`; the outbox stores it on the message, so the customer's answer threads by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+import aiosmtplib
+from sqlalchemy import select
+
+from channels.base import DeliveryError
+from channels.email import compose, tokens
+from channels.email.compose import FileAttachment, SmtpConfig
+from channels.email.parse import valid_address
+from channels.email.store import AttachmentStore
+from models import Conversation, Message
+from models.base import utcnow
+from models.messages import ChannelName, DeliveryResult, OutboundMessage
+from router.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ThreadContext:
+    subject: str | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+
+
+class EmailChannel:
+    name: ClassVar[ChannelName] = "email"
+
+    def __init__(
+        self,
+        *,
+        smtp: SmtpConfig,
+        email_from: str,
+        db: Database | None,
+        store: AttachmentStore,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.smtp = smtp
+        self.email_from = email_from
+        self.from_addr = tokens.address_of(email_from)[1]
+        self.db = db
+        self.store = store
+        self.clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Any, db: Database) -> EmailChannel | None:
+        """None unless both CARELINE_SMTP_URL and CARELINE_EMAIL_FROM are set."""
+        url = settings.smtp_url.get_secret_value() if settings.smtp_url else ""
+        if not url or not settings.email_from:
+            return None
+        return cls(
+            smtp=compose.smtp_config(url),
+            email_from=settings.email_from,
+            db=db,
+            store=AttachmentStore.from_settings(settings),
+        )
+
+    async def thread_context(self, conversation_id: int) -> ThreadContext:
+        if self.db is None:
+            return ThreadContext()
+        async with self.db.session() as session:
+            conv_subject = await session.scalar(
+                select(Conversation.subject).where(Conversation.id == conversation_id)
+            )
+            last = await session.scalar(
+                select(Message)
+                .where(
+                    Message.conversation_id == conversation_id,
+                    Message.channel == "email",
+                    Message.direction == "in",
+                    Message.external_id.is_not(None),
+                )
+                .order_by(Message.id.desc())
+                .limit(1)
+            )
+        if last is None:
+            return ThreadContext(subject=conv_subject)
+        meta = last.channel_meta or {}
+        refs = tuple(str(r) for r in meta.get("references") or ())
+        return ThreadContext(
+            subject=conv_subject,
+            in_reply_to=last.external_id,
+            references=compose.references_chain(refs, last.external_id),
+        )
+
+    async def _files(self, msg: OutboundMessage) -> tuple[tuple[FileAttachment, ...], str]:
+        files: list[FileAttachment] = []
+        links: list[str] = []
+        for att in msg.attachments:
+            if AttachmentStore.owns(att.url):
+                try:
+                    data = await asyncio.to_thread(self.store.get, att.url)
+                except OSError as exc:
+                    raise DeliveryError(
+                        "an attachment is missing from the store", retryable=False
+                    ) from exc
+                files.append(
+                    FileAttachment(
+                        att.name or "attachment", att.mime or "application/octet-stream", data
+                    )
+                )
+            elif att.url.startswith(("http://", "https://")):
+                links.append(f"{att.name or 'Attachment'}: {att.url}")
+        text = msg.text if not links else msg.text.rstrip() + "\n\n" + "\n".join(links)
+        return tuple(files), text
+
+    async def send(self, msg: OutboundMessage) -> DeliveryResult:
+        to = valid_address(msg.recipient)
+        if to is None:
+            raise DeliveryError("the recipient is not a valid email address", retryable=False)
+        ctx = await self.thread_context(msg.conversation_id)
+        files, text = await self._files(msg)
+        message_id = compose.new_message_id(self.from_addr, msg.conversation_id, msg.message_id)
+        mail = compose.build_reply(
+            from_header=self.email_from,
+            to=to,
+            conversation_id=msg.conversation_id,
+            message_id=message_id,
+            subject=msg.subject or ctx.subject,
+            text=text,
+            date=self.clock(),
+            in_reply_to=msg.reply_to_external_id or ctx.in_reply_to,
+            references=msg.references or ctx.references,
+            automatic=msg.kind in ("ack", "crisis_ack"),
+            attachments=files,
+        )
+        await self._submit(mail, to)
+        return DeliveryResult(status="sent", external_id=message_id)
+
+    async def _submit(self, mail: Any, to: str) -> None:
+        cfg = self.smtp
+        try:
+            await aiosmtplib.send(
+                mail,
+                sender=self.from_addr,
+                recipients=[to],
+                hostname=cfg.hostname,
+                port=cfg.port,
+                username=cfg.username,
+                password=cfg.password,
+                use_tls=cfg.use_tls,
+                start_tls=cfg.start_tls,
+                validate_certs=cfg.validate_certs,
+                timeout=cfg.timeout,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            raise _from_code(min(codes) if codes else 550, "recipient refused") from exc
+        except aiosmtplib.SMTPResponseException as exc:
+            raise _from_code(exc.code, type(exc).__name__) from exc
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            # Connection refused, TLS failure, timeout, server hung up: the next try may work.
+            raise DeliveryError(f"smtp unavailable: {type(exc).__name__}", retryable=True) from exc
+
+    async def aclose(self) -> None:
+        return None  # one connection per send: nothing held open
+
+
+def _from_code(code: int, what: str) -> DeliveryError:
+    """5xx: the server will never accept it (dead-letter now); 4xx: try again later."""
+    if 500 <= code < 600:
+        # 550/551/553 to RCPT mean the mailbox does not exist or is not accepted.
+        unreachable = what == "recipient refused" and code in (550, 551, 553)
+        return DeliveryError(f"smtp {code} {what}", retryable=False, unreachable=unreachable)
+    return DeliveryError(f"smtp {code} {what}", retryable=True)

@@ -1,0 +1,64 @@
+"""`ParsedEmail` → `InboundMessage`. Pure: the caller supplies store references, the thread
+references it resolved and the receive time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from channels.email.parse import ParsedEmail, Part
+from models.messages import AttachmentRef, InboundMessage, Sender, received
+
+MAX_FULL_TEXT = 100_000
+
+
+def attachment_ref(part: Part, ref: str) -> AttachmentRef:
+    meta: dict[str, object] = {}
+    if part.inline:
+        meta["inline"] = True
+    if part.content_id:
+        meta["content_id"] = part.content_id
+    return AttachmentRef(
+        kind="image" if part.mime.startswith("image/") else "file",
+        url=ref,
+        mime=part.mime[:200],
+        size=len(part.data),
+        name=part.name,
+        meta=meta,
+    )
+
+
+def to_inbound(
+    parsed: ParsedEmail,
+    *,
+    received_at: datetime,
+    thread_refs: tuple[str, ...],
+    attachments: tuple[AttachmentRef, ...],
+    raw_ref: str | None,
+) -> InboundMessage:
+    meta: dict[str, object] = {
+        "in_reply_to": list(parsed.in_reply_to),
+        "references": list(parsed.references),
+        "headers": parsed.headers,
+    }
+    if raw_ref:
+        meta["raw_ref"] = raw_ref  # the original message, byte for byte, in the file store
+    if parsed.text_full != parsed.text:
+        meta["full_text"] = parsed.text_full[:MAX_FULL_TEXT]
+    if parsed.message_id_derived:
+        meta["message_id_derived"] = True
+    if parsed.html_only:
+        meta["html_only"] = True
+    if parsed.defects:
+        meta["defects"] = parsed.defects
+    return InboundMessage(
+        channel="email",
+        external_id=parsed.message_id,
+        sender=Sender(external_id=parsed.from_addr, name=parsed.from_name),
+        text=parsed.text,
+        attachments=attachments,
+        received_at=received(received_at),
+        sent_at=parsed.date,
+        thread_refs=thread_refs,
+        subject=parsed.subject,
+        channel_meta=meta,
+    )

@@ -1,0 +1,230 @@
+"""One raw email → stored message (or a recorded bounce / dropped auto-reply), inside the
+caller's unit of work. Shared by the webhook and the IMAP poller.
+
+Threading, before `router.ingest` (which then threads by `thread_refs`):
+1. In-Reply-To / References naming a message of *this sender's* contact (ours or theirs);
+2. else a conversation token (plus-address or subject) naming a conversation of that contact;
+3. else ingest's fallback (the contact's open conversation, reopen window, or a new one).
+References are checked against the sender's own conversations on purpose: a Message-ID is
+not a secret (anyone in Cc has it), and a clinic must not let a third party's mail land in a
+patient's conversation, where agents would answer the patient about it.
+
+Machine mail never reaches ingest, so it can neither open a conversation nor be acknowledged:
+a bounce marks our outbound message failed (with an event on its conversation), an
+auto-reply is recorded as an event on the thread it answers, a loop is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from channels.email import tokens
+from channels.email.normalise import attachment_ref, to_inbound
+from channels.email.parse import ParsedEmail, parse_email, valid_address
+from channels.email.store import AttachmentStore
+from models import Contact, ContactIdentity, Conversation, Message
+from router import flows
+from router.ingest import ingest
+from router.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# DSN status classes meaning the mailbox will not exist tomorrow either (RFC 3463).
+_GONE = ("5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Literal["stored", "duplicate", "ignored"]
+    reason: str | None = None
+    conversation_id: int | None = None
+    message_id: int | None = None
+
+
+def own_addresses(rt: Runtime) -> frozenset[str]:
+    from_setting = rt.settings.email_from
+    if not from_setting:
+        return frozenset()
+    addr = valid_address(tokens.address_of(from_setting)[1])
+    return frozenset({addr}) if addr else frozenset()
+
+
+async def receive(
+    session: AsyncSession, rt: Runtime, raw: bytes, *, store: AttachmentStore
+) -> Outcome:
+    """Parse, classify, store attachments by reference, thread, ingest. `EmailRejected`
+    (422) for mail nobody can answer; everything else is stored or deliberately ignored."""
+    parsed = parse_email(raw, own_addresses=own_addresses(rt))
+    if parsed.auto is not None:
+        outcome = await _machine_mail(session, rt, parsed)
+        log.info("email ignored", extra={"channel": "email", "auto": parsed.auto})
+        return outcome
+
+    existing = await session.scalar(
+        select(Message.id).where(
+            Message.channel == "email", Message.external_id == parsed.message_id
+        )
+    )
+    refs: list[str] = []
+    if existing is None:  # a redelivery stores nothing again (ingest answers "duplicate")
+        refs = await store.aput_many([raw, *(p.data for p in parsed.attachments)])
+    raw_ref = refs[0] if refs else None
+    atts = tuple(attachment_ref(p, r) for p, r in zip(parsed.attachments, refs[1:], strict=False))
+
+    msg = to_inbound(
+        parsed,
+        received_at=rt.now(),
+        thread_refs=await thread_refs(session, parsed),
+        attachments=atts,
+        raw_ref=raw_ref,
+    )
+    res = await ingest(session, rt, msg)
+    log.info(
+        "email received",
+        extra={
+            "channel": "email",
+            "conversation_id": res.conversation_id,
+            "duplicate": res.duplicate,
+            "attachments": len(atts),
+        },
+    )
+    return Outcome(
+        status="duplicate" if res.duplicate else "stored",
+        conversation_id=res.conversation_id,
+        message_id=res.message_id,
+    )
+
+
+async def contact_ids(session: AsyncSession, address: str) -> list[int]:
+    """The live contact(s) holding this email identity (following merges)."""
+    ids = list(
+        await session.scalars(
+            select(ContactIdentity.contact_id).where(
+                ContactIdentity.kind == "email", ContactIdentity.value == address
+            )
+        )
+    )
+    out: list[int] = []
+    for cid in ids:
+        for _ in range(10):
+            merged = await session.scalar(select(Contact.merged_into_id).where(Contact.id == cid))
+            if merged is None:
+                break
+            cid = merged
+        out.append(cid)
+    return out
+
+
+async def thread_refs(session: AsyncSession, parsed: ParsedEmail) -> tuple[str, ...]:
+    owners = await contact_ids(session, parsed.from_addr)
+    if not owners:
+        return ()  # a new sender has no thread to join
+    refs = parsed.thread_ids
+    if refs:
+        known = set(
+            await session.scalars(
+                select(Message.external_id)
+                .join(Conversation, Conversation.id == Message.conversation_id)
+                .where(
+                    Message.channel == "email",
+                    Message.external_id.in_(refs),
+                    Conversation.contact_id.in_(owners),
+                )
+            )
+        )
+        owned = tuple(r for r in refs if r in known)
+        if owned:
+            return owned
+    for conv_id in tokens.conversation_ids(parsed.recipients, parsed.subject):
+        anchor = await session.scalar(
+            select(Message.external_id)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(
+                Conversation.id == conv_id,
+                Conversation.contact_id.in_(owners),
+                Message.channel == "email",
+                Message.external_id.is_not(None),
+            )
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+        if anchor is not None:
+            return (anchor,)
+    return ()
+
+
+async def _machine_mail(session: AsyncSession, rt: Runtime, parsed: ParsedEmail) -> Outcome:
+    reason = f"{parsed.auto}: {parsed.auto_reason}"
+    if parsed.auto == "bounce" and parsed.bounce is not None:
+        ours = list(
+            await session.scalars(
+                select(Message).where(
+                    Message.channel == "email",
+                    Message.direction == "out",
+                    Message.external_id.in_(parsed.bounce.original_ids or ("",)),
+                )
+            )
+        )
+        for message in ours:
+            await _record_bounce(session, message, parsed)
+        if ours:
+            return Outcome("ignored", reason, ours[0].conversation_id, ours[0].id)
+        return Outcome("ignored", reason)
+    if parsed.auto == "auto_reply":
+        refs = await thread_refs(session, parsed)
+        if refs:
+            conv_id = await session.scalar(
+                select(Message.conversation_id)
+                .where(Message.channel == "email", Message.external_id.in_(refs))
+                .limit(1)
+            )
+            conv = await session.get(Conversation, conv_id) if conv_id is not None else None
+            if conv is not None:
+                await flows.conv_event(
+                    session,
+                    "email.auto_reply",
+                    conv,
+                    data={"reason": parsed.auto_reason, "channel": "email"},
+                )
+                return Outcome("ignored", reason, conv.id)
+    return Outcome("ignored", reason)
+
+
+async def _record_bounce(session: AsyncSession, message: Message, parsed: ParsedEmail) -> None:
+    assert parsed.bounce is not None
+    status, action = parsed.bounce.status, parsed.bounce.action
+    # A "delayed" DSN is news, not failure: the server keeps trying.
+    failed = action in (None, "failed") and not (status or "").startswith(("2.", "4."))
+    if failed:
+        message.delivery_status = "failed"
+    message.channel_meta = {
+        **(message.channel_meta or {}),
+        "bounce": {"status": status, "action": action, "reason": parsed.auto_reason},
+    }
+    conv = await session.get(Conversation, message.conversation_id)
+    if conv is None:
+        return
+    gone = failed and (status or "").startswith(_GONE)
+    recipient = (message.channel_meta or {}).get("recipient")
+    if gone and recipient:
+        # The address does not exist: agents see it and no more replies are queued there.
+        await session.execute(
+            update(ContactIdentity)
+            .where(
+                ContactIdentity.contact_id == conv.contact_id,
+                ContactIdentity.kind == "email",
+                ContactIdentity.value == str(recipient),
+            )
+            .values(unreachable=True)
+        )
+    await flows.conv_event(
+        session,
+        "message.bounced" if failed else "message.delivery_delayed",
+        conv,
+        data={"message_id": message.id, "channel": "email", "status": status},
+    )

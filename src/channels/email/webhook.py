@@ -1,0 +1,87 @@
+"""`POST /webhooks/email`: a raw RFC 5322 message from an inbound-mail provider.
+
+verify → parse → persist (the request's unit of work) → answer. The body is read and
+authenticated in a dependency declared before the session, so an oversized or unsigned
+request is refused without opening a transaction. Answers 200 with
+`{"status": "stored"|"duplicate"|"ignored", "reason", "conversation_id", "message_id"}`:
+"ignored" (bounces, auto-replies, loops) is a success too, so the provider does not retry.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+
+from channels.email.receive import receive
+from channels.email.store import AttachmentStore
+from channels.signing import configured, verify_careline_signature
+from router.api.deps import RuntimeDep, SessionDep
+from router.errors import InvalidInput, RouterError
+
+api_router = APIRouter(prefix="/webhooks", tags=["email channel"])
+
+DEFAULT_MAX_BYTES = 10_000_000
+_ACCEPTED_TYPES = ("message/rfc822", "application/octet-stream", "text/plain")
+
+
+class PayloadTooLarge(RouterError):
+    status_code = 413
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(RouterError):
+    status_code = 415
+    title = "Unsupported media type"
+
+
+class EmailAck(BaseModel):
+    status: str
+    reason: str | None = None
+    conversation_id: int | None = None
+    message_id: int | None = None
+
+
+def max_bytes(settings: object) -> int:
+    return int(getattr(settings, "email_max_bytes", DEFAULT_MAX_BYTES))
+
+
+async def signed_body(request: Request, rt: RuntimeDep) -> bytes:
+    secret = configured(rt.settings.webhook_secret, "email")
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype and ctype not in _ACCEPTED_TYPES:
+        raise UnsupportedMediaType("send the raw message as Content-Type: message/rfc822")
+    limit = max_bytes(rt.settings)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the message exceeds {limit} bytes")
+    # Count while streaming: Content-Length may be absent (chunked) or wrong.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the message exceeds {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    verify_careline_signature(secret, body, request.headers.get("x-careline-signature"))
+    if not body.strip():
+        raise InvalidInput("the body is empty")
+    return body
+
+
+SignedBody = Annotated[bytes, Depends(signed_body)]
+
+
+@api_router.post("/email", response_model=EmailAck)
+async def email_webhook(body: SignedBody, rt: RuntimeDep, session: SessionDep) -> EmailAck:
+    """One raw message (`message/rfc822`) signed with `X-Careline-Signature`.
+    404 when WEBHOOK_SECRET is unset, 401 bad signature, 413 too large, 422 unusable mail."""
+    outcome = await receive(session, rt, body, store=AttachmentStore.from_settings(rt.settings))
+    return EmailAck(
+        status=outcome.status,
+        reason=outcome.reason,
+        conversation_id=outcome.conversation_id,
+        message_id=outcome.message_id,
+    )

@@ -1,0 +1,70 @@
+"""SMTP outcomes through the outbox: 5xx → dead (visibly), 4xx / network → retry."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import select
+
+from channels.email.compose import smtp_config
+from models import ContactIdentity, Event, OutboxItem
+from router.outbox import OutboxWorker
+from router.runtime import Runtime
+from tests.integration.channels.email.conftest import Recorder, free_port, post_mail
+from tests.integration.channels.email.support import mail
+
+
+async def _item(rt: Runtime) -> OutboxItem:
+    async with rt.db.session() as s:
+        item = await s.scalar(select(OutboxItem))
+        assert item is not None
+        return item
+
+
+async def test_550_recipient_is_dead_and_unreachable(
+    email_rt: Runtime, email_client: httpx.AsyncClient, smtp_server: tuple[Recorder, int]
+) -> None:
+    recorder, _ = smtp_server
+    recorder.rcpt_reply = ["550 5.1.1 No such user"]
+    await post_mail(email_client, mail())
+    await OutboxWorker(email_rt).run_once()
+    item = await _item(email_rt)
+    assert item.status == "dead"
+    assert item.last_error is not None
+    assert "550" in item.last_error
+    async with email_rt.db.session() as s:
+        ident = await s.scalar(select(ContactIdentity).where(ContactIdentity.kind == "email"))
+        types = list(await s.scalars(select(Event.type)))
+    assert ident is not None
+    assert ident.unreachable
+    assert "message.failed" in types
+
+
+async def test_451_is_retried_then_delivered(
+    email_rt: Runtime,
+    email_client: httpx.AsyncClient,
+    smtp_server: tuple[Recorder, int],
+    clock: object,
+) -> None:
+    recorder, _ = smtp_server
+    recorder.rcpt_reply = ["451 4.3.0 Try again later"]
+    await post_mail(email_client, mail())
+    await OutboxWorker(email_rt).run_once()
+    item = await _item(email_rt)
+    assert item.status == "pending"
+    clock.advance(seconds=60)  # type: ignore[attr-defined]
+    await OutboxWorker(email_rt).run_once()
+    assert (await _item(email_rt)).status == "delivered"
+    assert len(recorder.messages) == 1
+
+
+async def test_connection_refused_is_retryable(
+    email_rt: Runtime, email_client: httpx.AsyncClient
+) -> None:
+    adapter = email_rt.channels["email"]
+    adapter.smtp = smtp_config(f"smtp://127.0.0.1:{free_port()}?timeout=2")  # type: ignore[attr-defined]
+    await post_mail(email_client, mail())
+    await OutboxWorker(email_rt).run_once()
+    item = await _item(email_rt)
+    assert item.status == "pending"
+    assert item.last_error is not None
+    assert "smtp unavailable" in item.last_error

@@ -25,9 +25,11 @@ def build_runtime(settings: Settings) -> Runtime:
         telegram_bot_token=tg_token,
         telegram_api_base=settings.telegram_api_base,
     )
-    return Runtime(
-        settings=settings, db=Database(settings.database_url), policy=policy, channels=channels
-    )
+    db = Database(settings.database_url)
+    # The email adapter reads thread headers (In-Reply-To, References) from the database.
+    if (email := EmailChannel.from_settings(settings, db)) is not None:
+        channels["email"] = email
+    return Runtime(settings=settings, db=db, policy=policy, channels=channels)
 
 
 async def sync_queues(rt: Runtime) -> None:

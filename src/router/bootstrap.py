@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from channels import build_registry
 from channels.email.adapter import EmailChannel
+from channels.webchat import WebchatConfig
 from models import Queue
 from router.db import Database
 from router.policy import load_policy
@@ -24,6 +25,7 @@ def build_runtime(settings: Settings) -> Runtime:
         webhook_secret=secret,
         telegram_bot_token=tg_token,
         telegram_api_base=settings.telegram_api_base,
+        webchat=WebchatConfig.from_settings(settings),
     )
     db = Database(settings.database_url)
     # The email adapter reads thread headers (In-Reply-To, References) from the database.

@@ -101,6 +101,7 @@ async def seed(settings: Settings, *, base_url: str) -> str:
             f'       -d \'{{"contact": {{"external_id": "u1"}}, "message": '
             f'{{"external_id": "m1", "text": "Hello!"}}}}\' {base_url}/api/v1/inbound',
             f"  curl -N -H 'Authorization: Bearer {sup}' {base_url}/api/v1/events",
+            f"  Web chat widget demo: {base_url}/webchat/demo",
             f"  OpenAPI: {base_url}/docs",
         ]
         return "\n".join(lines)

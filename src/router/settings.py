@@ -32,6 +32,17 @@ class Settings(BaseSettings):
     imap_poll_s: float = 60.0
     imap_idle_s: float = 300.0
 
+    # Web chat: the token key (unset: derived from WEBHOOK_SECRET; neither: random per process,
+    # so tokens die with a restart), origins allowed to embed the widget, and limits.
+    webchat_secret: SecretStr | None = None
+    webchat_allowed_origins: list[str] = []  # ["https://clinic.example"]; ["*"] = any
+    webchat_token_ttl_s: int = 30 * 86400
+    webchat_max_frame_bytes: int = 16_384
+    webchat_max_text_chars: int = 4000
+    webchat_messages_per_minute: int = 20
+    webchat_max_sockets: int = 5
+    webchat_poll_s: float = 2.0
+
     # App channel: where replies are pushed (signed with WEBHOOK_SECRET); unset = apps pull.
     app_callback_url: str | None = None
     default_region: str = "ES"  # for phone numbers written in national format

@@ -14,6 +14,7 @@ from channels.calls import webhooks as calls_webhooks
 from channels.email import webhook as email_webhook
 from channels.email.imap import run_imap
 from channels.telegram import webhook as telegram_webhook
+from channels.webchat import routes as webchat_routes
 from router import __version__, callbacks, language
 from router.api import problems
 from router.api.routes import agents, contacts, conversations, events, health, inbound, queues
@@ -89,6 +90,7 @@ def create_app(
         calls_webhooks,
         telegram_webhook,
         email_webhook,
+        webchat_routes,
     )
     for module in modules if role != "worker" else (health,):
         app.include_router(module.api_router)

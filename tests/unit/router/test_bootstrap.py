@@ -14,12 +14,12 @@ from router.settings import Settings
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        ({}, ["app"]),
-        ({"telegram_bot_token": SecretStr("123:abc")}, ["app", "telegram"]),
-        ({"smtp_url": SecretStr("smtp://127.0.0.1:2525")}, ["app"]),  # no EMAIL_FROM: off
+        ({}, ["app", "webchat"]),
+        ({"telegram_bot_token": SecretStr("123:abc")}, ["app", "telegram", "webchat"]),
+        ({"smtp_url": SecretStr("smtp://127.0.0.1:2525")}, ["app", "webchat"]),  # no EMAIL_FROM
         (
             {"smtp_url": SecretStr("smtp://127.0.0.1:2525"), "email_from": "help@clinic.example"},
-            ["app", "email"],
+            ["app", "email", "webchat"],
         ),
     ],
 )

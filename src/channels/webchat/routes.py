@@ -1,0 +1,466 @@
+"""HTTP and WebSocket side of the web chat: sessions, the socket, the widget and its demo.
+
+Close codes (with a short reason) on the socket: 4400 malformed frame, 4401 bad or expired
+token, 4403 origin not allowed, 4404 channel not configured, 4409 too many sockets for this
+visitor, 4429 too many messages per minute, 1009 frame too big, 1011 database unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request, Response, WebSocket
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from channels.webchat import feed
+from channels.webchat.adapter import WebchatChannel
+from channels.webchat.hub import Connection
+from channels.webchat.tokens import BadToken, VisitorClaims, new_visitor_id, sign, verify
+from models import Conversation
+from models.messages import InboundMessage, Sender
+from router import flows, service
+from router.api.deps import AgentDep, RuntimeDep, SessionDep
+from router.api.problems import problem
+from router.errors import Forbidden, InvalidInput, NotFound, RouterError, Unauthorized
+from router.ingest import ingest
+from router.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+api_router = APIRouter(tags=["webchat"])
+
+_TOKEN_IN_URL = re.compile(r"(token=)[^&\s\"']+")
+
+
+class RedactTokens(logging.Filter):
+    """The contract puts the visitor token in the socket's query string, and uvicorn logs
+    every accepted socket's path with its query string (on `uvicorn.error`, even with the
+    access log off). Bearer tokens never belong in logs: redact them there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(a, str) and "token=" in a for a in args):
+            record.args = tuple(
+                _TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in args
+            )
+        return True
+
+
+for _name in ("uvicorn.error", "uvicorn.access"):
+    _logger = logging.getLogger(_name)
+    if not any(isinstance(f, RedactTokens) for f in _logger.filters):
+        _logger.addFilter(RedactTokens())
+
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")
+
+
+class SessionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str | None = Field(default=None, max_length=4096)
+    name: str | None = Field(default=None, max_length=100)
+    email: EmailStr | None = None
+    locale: str | None = Field(default=None, max_length=16, pattern=LOCALE.pattern)
+
+
+class SessionRead(BaseModel):
+    token: str
+    visitor_id: str
+    conversation_id: int | None
+    expires_at: int
+
+
+def webchat_channel(rt: Runtime) -> WebchatChannel:
+    channel = rt.channels.get("webchat")
+    if not isinstance(channel, WebchatChannel):
+        raise NotFound("the webchat channel is not configured")
+    return channel
+
+
+def origin_allowed(channel: WebchatChannel, origin: str | None, host: str | None) -> bool:
+    """Pages on an allowed origin, or on Careline itself. No Origin header means no browser
+    (browsers always send one on cross-site fetches and sockets): the token is the guard."""
+    if origin is None:
+        return True
+    origin = origin.rstrip("/")
+    allowed = channel.config.allowed_origins
+    if "*" in allowed or origin in allowed:
+        return True
+    return host is not None and urlsplit(origin).netloc.lower() == host.lower()
+
+
+def _cors(origin: str | None) -> dict[str, str]:
+    if not origin:
+        return {}
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
+@api_router.options("/webchat/sessions", include_in_schema=False)
+async def sessions_preflight(request: Request, rt: RuntimeDep) -> Response:
+    channel = webchat_channel(rt)
+    origin = request.headers.get("origin")
+    if not origin_allowed(channel, origin, request.headers.get("host")):
+        return Response(status_code=403)
+    headers = _cors(origin) | {
+        "Access-Control-Allow-Methods": "POST",
+        "Access-Control-Allow-Headers": "Content-Type",
+        "Access-Control-Max-Age": "600",
+    }
+    return Response(status_code=204, headers=headers)
+
+
+@api_router.post("/webchat/sessions", response_model=SessionRead, status_code=201)
+async def create_session(request: Request, rt: RuntimeDep) -> JSONResponse:
+    """A signed visitor token: a new visitor, or with `{"token": …}` the same visitor again
+    (with a later expiry, and any new name/e-mail/locale). The e-mail is kept unverified: it
+    never joins this visitor to another contact."""
+    origin = request.headers.get("origin")
+    try:
+        channel = webchat_channel(rt)
+        if not origin_allowed(channel, origin, request.headers.get("host")):
+            raise Forbidden("this origin may not embed the web chat")
+        body = await _session_body(request)
+        now = rt.now()
+        if body.token:
+            try:
+                claims = verify(channel.key, body.token, now)
+            except BadToken as exc:
+                raise Unauthorized(f"{exc}; start a new session without a token") from exc
+        else:
+            claims = VisitorClaims(new_visitor_id(), 0)
+        claims = VisitorClaims(
+            claims.visitor_id,
+            int(now.timestamp()) + channel.config.token_ttl_s,
+            name=body.name.strip() or None if body.name else claims.name,
+            email=str(body.email).lower() if body.email else claims.email,
+            locale=body.locale or claims.locale,
+        )
+        async with rt.db.session() as session:
+            conv = await feed.latest_conversation(session, claims.visitor_id)
+        out = SessionRead(
+            token=sign(channel.key, claims),
+            visitor_id=claims.visitor_id,
+            conversation_id=conv.id if conv else None,
+            expires_at=claims.expires_at,
+        )
+    except RouterError as exc:
+        # Rendered here rather than by the app's handler, so the widget (another origin)
+        # can read the status: a 401 tells it to drop the stored token.
+        resp = problem(exc.status_code, exc.title, exc.detail, exc.type)
+        if exc.status_code != 403:
+            resp.headers.update(_cors(origin))
+        return resp
+    return JSONResponse(out.model_dump(), status_code=201, headers=_cors(origin))
+
+
+async def _session_body(request: Request) -> SessionCreate:
+    raw = await request.body()
+    if len(raw) > 8192:
+        raise InvalidInput("request body too large")
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+        return SessionCreate.model_validate(data)
+    except (ValueError, ValidationError) as exc:
+        # Name the fields at fault, never their values.
+        where = ""
+        if isinstance(exc, ValidationError):
+            where = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
+        raise InvalidInput(f"invalid session request {where}".strip()) from None
+
+
+@lru_cache
+def _static(name: str) -> bytes:
+    return (resources.files("channels.webchat") / "static" / name).read_bytes()
+
+
+@api_router.get("/webchat/widget.js", include_in_schema=False)
+async def widget_js() -> Response:
+    return Response(
+        _static("widget.js"),
+        media_type="text/javascript; charset=utf-8",
+        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@api_router.get("/webchat/demo", include_in_schema=False)
+async def demo_page() -> HTMLResponse:
+    # A strict policy proves the widget needs no inline script, eval or third-party host.
+    csp = (
+        "default-src 'self'; script-src 'self'; connect-src 'self' ws: wss:; "
+        "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
+    )
+    return HTMLResponse(_static("demo.html"), headers={"Content-Security-Policy": csp})
+
+
+class TypingRead(BaseModel):
+    sockets: int
+
+
+@api_router.post("/webchat/conversations/{conversation_id}/typing", response_model=TypingRead)
+async def agent_typing(
+    conversation_id: int, p: AgentDep, rt: RuntimeDep, session: SessionDep
+) -> TypingRead:
+    """An agent is typing: show it to the visitor's sockets on this instance (ephemeral,
+    never stored; the agent's front-end repeats it every few seconds while typing)."""
+    channel = webchat_channel(rt)
+    conv = await service.get_conversation(session, p, conversation_id)
+    try:
+        visitor = await flows.recipient_for(session, conv, "webchat")
+    except RouterError as exc:
+        raise NotFound("this conversation has no web chat visitor") from exc
+    sent = await channel.hub.push(visitor, {"type": "typing", "typing": True, "author": "agent"})
+    return TypingRead(sockets=sent)
+
+
+# --- the socket -------------------------------------------------------------------------
+
+
+class Closed(Exception):
+    """Close the socket with this code and reason."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@api_router.websocket("/webchat/ws")
+async def webchat_socket(websocket: WebSocket) -> None:
+    """JSON frames; on connect, every message after `since` (all when absent), in order."""
+    rt: Runtime = websocket.app.state.runtime
+    # Accept first: a close before the handshake reaches browsers as a bare 403 without
+    # code or reason, and the widget needs both to decide whether to retry.
+    await websocket.accept()
+    conn: Connection | None = None
+    channel: WebchatChannel | None = None
+    try:
+        channel = webchat_channel_or_close(rt)
+        if not origin_allowed(
+            channel, websocket.headers.get("origin"), websocket.headers.get("host")
+        ):
+            raise Closed(4403, "origin not allowed")
+        try:
+            claims = verify(channel.key, websocket.query_params.get("token", ""), rt.now())
+        except BadToken as exc:
+            raise Closed(4401, str(exc)) from None
+        since = _since(websocket.query_params.get("since"))
+        conn = Connection(claims.visitor_id, websocket.send_text)
+        if not channel.hub.register(conn, channel.config.max_sockets_per_visitor):
+            conn = None
+            raise Closed(4409, "too many open chats for this visitor")
+        await _serve(rt, channel, websocket, conn, claims, since)
+    except Closed as exc:
+        await _close(websocket, exc.code, exc.reason)
+    except WebSocketDisconnect:
+        pass
+    except (OperationalError, DBAPIError):
+        log.warning("webchat socket: database unavailable", exc_info=True)
+        await _close(websocket, 1011, "temporarily unavailable; reconnect later")
+    except OSError:
+        # uvicorn's ClientDisconnected: the visitor went away while we were sending.
+        await _close(websocket, 1011, "connection error")
+    finally:
+        if conn is not None and channel is not None:
+            channel.hub.unregister(conn)
+
+
+def webchat_channel_or_close(rt: Runtime) -> WebchatChannel:
+    try:
+        return webchat_channel(rt)
+    except NotFound:
+        raise Closed(4404, "the webchat channel is not configured") from None
+
+
+def _since(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 0
+    if not raw.isdigit() or len(raw) > 18:
+        raise Closed(4400, "since must be a message id")
+    return int(raw)
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    if websocket.client_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(Exception):  # the peer may already be gone
+            await websocket.close(code=code, reason=reason)
+
+
+async def _serve(
+    rt: Runtime,
+    channel: WebchatChannel,
+    websocket: WebSocket,
+    conn: Connection,
+    claims: VisitorClaims,
+    since: int,
+) -> None:
+    cursor = feed.Cursor(floor=since)
+    pump = _Pump(rt, channel, conn, cursor)
+    await pump.push(with_status=True)  # the replay, then where the conversation stands
+    reader = asyncio.create_task(_read(rt, channel, websocket, conn, claims), name="webchat-read")
+    writer = asyncio.create_task(pump.run(), name="webchat-pump")
+    try:
+        done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (reader, writer):
+            task.cancel()
+        # Collect both, so neither leaves an unretrieved exception behind.
+        await asyncio.gather(reader, writer, return_exceptions=True)
+    for task in done:
+        if not task.cancelled():
+            task.result()  # re-raise Closed / disconnect / database errors
+
+
+class _Pump:
+    """Sends what the visitor has not seen yet whenever woken, and on every poll tick."""
+
+    def __init__(
+        self, rt: Runtime, channel: WebchatChannel, conn: Connection, cursor: feed.Cursor
+    ) -> None:
+        self.rt = rt
+        self.channel = channel
+        self.conn = conn
+        self.cursor = cursor
+        self.last_status: dict[str, Any] | None = None
+
+    async def run(self) -> None:
+        while True:
+            await self.conn.wait(self.channel.config.poll_s)
+            await self.push(with_status=True)
+
+    async def push(self, *, with_status: bool) -> None:
+        frames: list[dict[str, Any]] = []
+        status: dict[str, Any] | None = None
+        after = self.cursor.floor
+        # Short units of work, none held while sending: a slow client never holds the DB.
+        while True:
+            async with self.rt.db.session() as session:
+                page = await feed.messages_after(session, self.conn.visitor_id, after)
+                if with_status and not page.more:
+                    status = await feed.status_frame(session, self.rt, self.conn.visitor_id)
+            frames.extend(self.cursor.fresh(page.frames))
+            if not page.more:
+                break
+            after = page.last_id
+        for frame in frames:
+            await self.conn.send(frame)
+        if status is not None and status != self.last_status:
+            self.last_status = status
+            await self.conn.send(status)
+        self.cursor.settle()
+
+
+async def _read(
+    rt: Runtime,
+    channel: WebchatChannel,
+    websocket: WebSocket,
+    conn: Connection,
+    claims: VisitorClaims,
+) -> None:
+    cfg = channel.config
+    read_upto = 0
+    while True:
+        event = await websocket.receive()
+        if event["type"] == "websocket.disconnect":
+            return
+        raw: str | bytes | None = event.get("text")
+        if raw is None:
+            raw = event.get("bytes") or b""
+        size = len(raw.encode() if isinstance(raw, str) else raw)
+        if size > cfg.max_frame_bytes:
+            raise Closed(1009, f"frame too big (max {cfg.max_frame_bytes} bytes)")
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            raise Closed(4400, "frames must be JSON objects") from None
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            raise Closed(4400, "frames must be JSON objects with a type")
+        kind = frame["type"]
+        if kind == "message":
+            await _on_message(rt, channel, conn, claims, frame)
+        elif kind == "read":
+            read_upto = await _on_read(rt, conn, frame, read_upto)
+        elif kind == "typing":
+            # Accepted and rate-limited; agents' consoles have no live typing feed yet.
+            channel.hub.typing.allow(conn.visitor_id, cfg.typing_per_minute)
+        # Unknown types are ignored so newer widgets keep working with older servers.
+
+
+async def _on_message(
+    rt: Runtime,
+    channel: WebchatChannel,
+    conn: Connection,
+    claims: VisitorClaims,
+    frame: dict[str, Any],
+) -> None:
+    cfg = channel.config
+    client_id, text = frame.get("client_id"), frame.get("text")
+    if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
+        raise Closed(4400, "client_id must be 1-64 letters, digits, '-' or '_'")
+    if not isinstance(text, str) or not text.strip():
+        raise Closed(4400, "text must be a non-empty string")
+    if len(text) > cfg.max_text_chars:
+        raise Closed(1009, f"message too long (max {cfg.max_text_chars} characters)")
+    if not channel.hub.messages.allow(conn.visitor_id, cfg.messages_per_minute):
+        raise Closed(4429, f"too many messages (max {cfg.messages_per_minute} per minute)")
+    msg = InboundMessage(
+        channel="webchat",
+        external_id=feed.external_id(conn.visitor_id, client_id),
+        sender=Sender(
+            external_id=conn.visitor_id,
+            name=claims.name,
+            email=claims.email,
+            email_verified=False,  # typed into a form: never proof of owning the address
+        ),
+        text=text.strip(),
+        received_at=rt.now(),
+        channel_meta={"client_id": client_id}
+        | ({"locale": claims.locale} if claims.locale else {}),
+    )
+    try:
+        async with rt.db.session() as session:
+            result = await ingest(session, rt, msg)
+    except RouterError as exc:
+        # Not stored, so no ack: the widget keeps the message and sends it again.
+        await conn.send({"type": "error", "client_id": client_id, "detail": exc.detail})
+        return
+    # Only now, after the commit: an ack promises the message is stored.
+    await conn.send(
+        {
+            "type": "ack",
+            "client_id": client_id,
+            "id": result.message_id,
+            "conversation_id": result.conversation_id,
+            "duplicate": result.duplicate,
+        }
+    )
+    channel.hub.wake(conn.visitor_id)  # other tabs, and this socket's status and auto-reply
+
+
+async def _on_read(rt: Runtime, conn: Connection, frame: dict[str, Any], read_upto: int) -> int:
+    """Record once that the visitor has seen a reply (an event agents see on their stream)."""
+    msg_id = frame.get("id")
+    if not isinstance(msg_id, int) or isinstance(msg_id, bool) or msg_id <= read_upto:
+        return read_upto
+    async with rt.db.session() as session:
+        msg = await feed.owns_outbound(session, conn.visitor_id, msg_id)
+        if msg is None:
+            return read_upto  # not theirs or not a reply: say nothing either way
+        conv = await session.get(Conversation, msg.conversation_id)
+        if conv is None:
+            return read_upto
+        await flows.conv_event(
+            session, "message.read", conv, data={"message_id": msg.id, "channel": "webchat"}
+        )
+    return msg_id

@@ -7,7 +7,6 @@ path. Without a browser these tests are skipped, saying why.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
@@ -15,8 +14,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
+
+from tests.support.server import serve
 
 CHROMIUM = os.environ.get("CARELINE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -46,23 +46,8 @@ def backend() -> str:
     return "sqlite"
 
 
-@contextlib.asynccontextmanager
-async def serve_on(app: FastAPI, port: int) -> AsyncIterator[str]:
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+def serve_on(app: FastAPI, port: int) -> contextlib.AbstractAsyncContextManager[str]:
+    return serve(app, port)
 
 
 @pytest.fixture

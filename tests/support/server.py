@@ -18,15 +18,18 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[str]:
-    port = free_port()
+async def serve(app: FastAPI, port: int | None = None) -> AsyncIterator[str]:
+    """Serve `app` on 127.0.0.1 (a free port unless given: a restart test reuses one)."""
+    port = port or free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
     )
     task = asyncio.create_task(server.serve())
-    for _ in range(200):
+    for _ in range(500):
         if server.started:
             break
+        if task.done():
+            task.result()  # failed to start: raise its error here
         await asyncio.sleep(0.02)
     try:
         yield f"http://127.0.0.1:{port}"

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, IdMixin, Json, TimestampMixin, UtcDateTime
@@ -17,7 +17,11 @@ DELIVERY_STATUSES = ("received", "queued", "sent", "available", "failed", "none"
 class Message(IdMixin, TimestampMixin, Base):
     __tablename__ = "messages"
     # The channel's own id makes redelivered webhooks no-ops (NULLs never collide).
-    __table_args__ = (UniqueConstraint("channel", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("channel", "external_id"),
+        # Sweeps over recent replies of one channel (web chat's mail fallback).
+        Index("ix_messages_channel_direction_created_at", "channel", "direction", "created_at"),
+    )
 
     conversation_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("conversations.id", ondelete="CASCADE"), index=True, nullable=False

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     webchat_messages_per_minute: int = 20
     webchat_max_sockets: int = 5
     webchat_poll_s: float = 2.0
+    # Mail an agent reply no socket showed after this long (to a confirmed email only).
+    webchat_mail_after_s: float = 120.0
 
     # App channel: where replies are pushed (signed with WEBHOOK_SECRET); unset = apps pull.
     app_callback_url: str | None = None

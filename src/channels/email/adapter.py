@@ -139,10 +139,10 @@ class EmailChannel:
             automatic=msg.kind in ("ack", "crisis_ack"),
             attachments=files,
         )
-        await self._submit(mail, to)
+        await self.submit(mail, to)
         return DeliveryResult(status="sent", external_id=message_id)
 
-    async def _submit(self, mail: Any, to: str) -> None:
+    async def submit(self, mail: Any, to: str) -> None:
         cfg = self.smtp
         try:
             await aiosmtplib.send(

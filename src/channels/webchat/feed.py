@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -20,6 +21,7 @@ from router import flows, wait
 from router.runtime import Runtime
 
 PAGE = 200
+SHOWN = "shown_at"  # channel_meta key: when a socket first sent this reply to the visitor
 # Ids are taken at insert but become visible at commit, so on PostgreSQL a reply with a lower
 # id can commit just after a message with a higher one was read. A socket therefore keeps
 # re-reading this many seconds behind the newest id it sent, skipping what it already sent.
@@ -58,6 +60,9 @@ class Page:
     frames: list[dict[str, Any]]
     last_id: int  # the last id read, past rows filtered out: where the next page starts
     more: bool  # the page was full: read on
+    # Replies in `frames` no socket has sent yet: sending them records `shown_at` (see
+    # `mark_shown`), which is what spares the visitor the e-mail copy (`fallback`).
+    unshown: frozenset[int] = frozenset()
 
 
 async def messages_after(
@@ -92,7 +97,28 @@ async def messages_after(
                 {"kind": a.kind, "url": a.url, "mime": a.mime, "size": a.size, "name": a.name}
             )
     frames = [message_frame(m, name, atts.get(m.id, [])) for m, name in mine]
-    return Page(frames, last, more=len(rows) == limit)
+    unshown = frozenset(
+        m.id for m, _ in mine if m.direction == "out" and SHOWN not in (m.channel_meta or {})
+    )
+    return Page(frames, last, more=len(rows) == limit, unshown=unshown)
+
+
+async def mark_shown(session: AsyncSession, message_ids: list[int], now: datetime) -> int:
+    """Record that a socket sent these replies (the first time only); returns how many."""
+    if not message_ids:
+        return 0
+    stmt = select(Message).where(Message.id.in_(message_ids)).order_by(Message.id)
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        # channel_meta is rewritten whole: lock, so the fallback sweep (which skips
+        # locked rows) and we never lose each other's keys.
+        stmt = stmt.with_for_update()
+    marked = 0
+    for msg in await session.scalars(stmt):
+        meta = msg.channel_meta or {}
+        if SHOWN not in meta:
+            msg.channel_meta = {**meta, SHOWN: now.isoformat()}
+            marked += 1
+    return marked
 
 
 def message_frame(

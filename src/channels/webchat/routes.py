@@ -17,16 +17,23 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Request, Response, WebSocket
+from fastapi import APIRouter, BackgroundTasks, Request, Response, WebSocket
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from channels.webchat import feed
+from channels.webchat import confirm, feed
 from channels.webchat.adapter import WebchatChannel
 from channels.webchat.hub import Connection
-from channels.webchat.tokens import BadToken, VisitorClaims, new_visitor_id, sign, verify
+from channels.webchat.tokens import (
+    BadToken,
+    ExpiredToken,
+    VisitorClaims,
+    new_visitor_id,
+    sign,
+    verify,
+)
 from models import Conversation
 from models.messages import InboundMessage, Sender
 from router import flows, service
@@ -122,7 +129,9 @@ async def sessions_preflight(request: Request, rt: RuntimeDep) -> Response:
 
 
 @api_router.post("/webchat/sessions", response_model=SessionRead, status_code=201)
-async def create_session(request: Request, rt: RuntimeDep) -> JSONResponse:
+async def create_session(
+    request: Request, rt: RuntimeDep, background: BackgroundTasks
+) -> JSONResponse:
     """A signed visitor token: a new visitor, or with `{"token": …}` the same visitor again
     (with a later expiry, and any new name/e-mail/locale). The e-mail is kept unverified: it
     never joins this visitor to another contact."""
@@ -140,6 +149,7 @@ async def create_session(request: Request, rt: RuntimeDep) -> JSONResponse:
                 raise Unauthorized(f"{exc}; start a new session without a token") from exc
         else:
             claims = VisitorClaims(new_visitor_id(), 0)
+        previous_email = claims.email
         claims = VisitorClaims(
             claims.visitor_id,
             int(now.timestamp()) + channel.config.token_ttl_s,
@@ -162,6 +172,12 @@ async def create_session(request: Request, rt: RuntimeDep) -> JSONResponse:
         if exc.status_code != 403:
             resp.headers.update(_cors(origin))
         return resp
+    if claims.email and claims.email != previous_email:
+        # A new address: mail the confirmation link after the response, so a slow or
+        # failing mail server never delays or fails the visitor's session.
+        background.add_task(
+            confirm.send_confirmation, rt, channel, claims.visitor_id, claims.email, claims.locale
+        )
     return JSONResponse(out.model_dump(), status_code=201, headers=_cors(origin))
 
 
@@ -202,6 +218,49 @@ async def demo_page() -> HTMLResponse:
         "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
     )
     return HTMLResponse(_static("demo.html"), headers={"Content-Security-Policy": csp})
+
+
+# The confirmation page carries its token in the URL: never leak it onward, never cache it.
+_CONFIRM_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "form-action 'self'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def _confirm_claims(rt: Runtime, token: str) -> confirm.ConfirmClaims | JSONResponse:
+    try:
+        channel = webchat_channel(rt)
+        return confirm.read_token(channel.key, token, rt.now())
+    except RouterError as exc:
+        return problem(exc.status_code, exc.title, exc.detail, exc.type)
+    except ExpiredToken:
+        return problem(410, "Link expired", "this confirmation link has expired")
+    except BadToken:
+        return problem(400, "Bad request", "this confirmation link is not valid")
+
+
+@api_router.get("/webchat/confirm-email", include_in_schema=False, response_model=None)
+async def confirm_email_page(rt: RuntimeDep, token: str = "") -> Response:
+    """The link in the confirmation mail: a page with a button (mail scanners open links
+    too, and must not confirm an address on the owner's behalf)."""
+    claims = _confirm_claims(rt, token)
+    if isinstance(claims, Response):
+        return claims
+    return HTMLResponse(confirm.ask_page(claims), headers=_CONFIRM_HEADERS)
+
+
+@api_router.post("/webchat/confirm-email", include_in_schema=False, response_model=None)
+async def confirm_email(rt: RuntimeDep, token: str = "") -> Response:
+    """The visitor owns the address: it becomes a verified identity of their contact.
+    Pressing the button again changes nothing."""
+    claims = _confirm_claims(rt, token)
+    if isinstance(claims, Response):
+        return claims
+    await confirm.confirm(rt, claims)
+    return HTMLResponse(confirm.done_page(claims), headers=_CONFIRM_HEADERS)
 
 
 class TypingRead(BaseModel):
@@ -342,6 +401,7 @@ class _Pump:
     async def push(self, *, with_status: bool) -> None:
         frames: list[dict[str, Any]] = []
         status: dict[str, Any] | None = None
+        unshown: frozenset[int] = frozenset()
         after = self.cursor.floor
         # Short units of work, none held while sending: a slow client never holds the DB.
         while True:
@@ -350,11 +410,20 @@ class _Pump:
                 if with_status and not page.more:
                     status = await feed.status_frame(session, self.rt, self.conn.visitor_id)
             frames.extend(self.cursor.fresh(page.frames))
+            unshown |= page.unshown
             if not page.more:
                 break
             after = page.last_id
+        shown: list[int] = []
         for frame in frames:
             await self.conn.send(frame)
+            if frame["id"] in unshown:
+                shown.append(frame["id"])
+        if shown:
+            # After the send, in its own short unit of work: only what really went out
+            # counts as shown, and the write happens once per reply (then it is not unshown).
+            async with self.rt.db.session() as session:
+                await feed.mark_shown(session, shown, self.rt.now())
         if status is not None and status != self.last_status:
             self.last_status = status
             await self.conn.send(status)

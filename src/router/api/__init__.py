@@ -15,6 +15,7 @@ from channels.email import webhook as email_webhook
 from channels.email.imap import run_imap
 from channels.telegram import webhook as telegram_webhook
 from channels.webchat import routes as webchat_routes
+from channels.webchat.fallback import run_fallback
 from router import __version__, callbacks, language
 from router.api import problems
 from router.api.routes import agents, contacts, conversations, events, health, inbound, queues
@@ -55,6 +56,8 @@ def create_app(
                 asyncio.create_task(callbacks.run_scheduler(rt, stop), name="callbacks"),
                 # Idle unless CARELINE_IMAP_URL is set; de-dup makes two pollers harmless.
                 asyncio.create_task(run_imap(rt, stop), name="imap"),
+                # Idle unless the email channel is configured; SKIP LOCKED makes N instances safe.
+                asyncio.create_task(run_fallback(rt, stop), name="webchat-fallback"),
             ]
         try:
             yield

@@ -1,0 +1,124 @@
+"""E-mail copies of web chat replies the visitor never saw.
+
+An agent's reply to a visitor who has left waits in the feed and is replayed on their next
+connection. If no socket has sent it (`shown_at`, recorded by the socket) within a grace period
+(`CARELINE_WEBCHAT_MAIL_AFTER_S`, 120 s), and the visitor's contact has a *verified* e-mail
+(confirmed by link, or known from another channel), one copy goes out through the outbox on
+the e-mail channel. Every due reply is marked once (`fallback`: mailed or skipped, and the
+copy's `mailed_message_id`), in the same unit of work as the copy, so a reply is never mailed
+twice; on PostgreSQL the rows are claimed with FOR UPDATE SKIP LOCKED, so two instances never
+take the same reply (SQLite has one writer at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from channels.email.adapter import EmailChannel
+from channels.webchat.feed import SHOWN
+from models import ContactIdentity, Conversation, Message
+from router import flows
+from router.errors import Conflict
+from router.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+FALLBACK = "fallback"  # channel_meta key: "mailed", or "skipped:<why>"
+MAILED_ID = "mailed_message_id"  # channel_meta key: the e-mail copy's message id
+DEFAULT_AFTER_S = 120.0
+POLL_S = 30.0
+BATCH = 100
+# Replies older than this are not mailed any more (the sweeper was down, the e-mail channel
+# was configured later): a copy days late helps nobody. It also bounds the scan.
+HORIZON = timedelta(days=2)
+
+
+def grace(rt: Runtime) -> timedelta:
+    return timedelta(seconds=float(getattr(rt.settings, "webchat_mail_after_s", DEFAULT_AFTER_S)))
+
+
+async def verified_email(session: AsyncSession, conv: Conversation) -> str | None:
+    """The address `enqueue_outbound` will use, if it is verified and reachable.
+
+    `recipient_for` takes the contact's newest e-mail identity; we check that very one, so
+    an unverified identity (should one ever exist) can never receive a copy."""
+    ident = await session.scalar(
+        select(ContactIdentity)
+        .where(ContactIdentity.contact_id == conv.contact_id, ContactIdentity.kind == "email")
+        .order_by(ContactIdentity.id.desc())
+        .limit(1)
+    )
+    if ident is None or not ident.verified or ident.unreachable:
+        return None
+    return ident.value
+
+
+async def _mail_copy(session: AsyncSession, rt: Runtime, msg: Message, now: datetime) -> str:
+    conv = await session.get(Conversation, msg.conversation_id)
+    if conv is None:
+        return "skipped:no_conversation"
+    if await verified_email(session, conv) is None:
+        return "skipped:no_verified_email"
+    try:
+        copy = await flows.enqueue_outbound(
+            session, rt, conv, msg.text, kind="text", channel="email", now=now
+        )
+    except Conflict:
+        return "skipped:unreachable"
+    msg.channel_meta = {**(msg.channel_meta or {}), MAILED_ID: copy.id}
+    return "mailed"
+
+
+async def mail_unseen_replies(rt: Runtime, *, batch: int = BATCH) -> int:
+    """Mail one copy of each reply due for it; returns how many copies were enqueued.
+
+    Due: an outbound web chat text, older than the grace period (and not older than the
+    horizon), that no socket has shown and that has not been handled yet. Without an e-mail
+    channel nothing is due (and nothing is marked, so nothing is lost either)."""
+    if not isinstance(rt.channels.get("email"), EmailChannel):
+        return 0
+    now = rt.now()
+    mailed = 0
+    async with rt.db.session() as session:
+        stmt = (
+            select(Message)
+            .where(
+                Message.channel == "webchat",
+                Message.direction == "out",
+                Message.kind == "text",
+                Message.created_at <= now - grace(rt),
+                Message.created_at > now - HORIZON,
+                Message.channel_meta[SHOWN].as_string().is_(None),
+                Message.channel_meta[FALLBACK].as_string().is_(None),
+            )
+            .order_by(Message.id)
+            .limit(batch)
+        )
+        if rt.db.dialect == "postgresql":
+            # A socket marking one of these as shown holds its row: skip it, it is seen.
+            stmt = stmt.with_for_update(skip_locked=True)
+        for msg in list(await session.scalars(stmt)):
+            state = await _mail_copy(session, rt, msg, now)
+            msg.channel_meta = {**(msg.channel_meta or {}), FALLBACK: state}
+            mailed += state == "mailed"
+    return mailed
+
+
+async def run_fallback(rt: Runtime, stop: asyncio.Event) -> None:
+    """The worker loop for the app's lifespan: sweep, then wait `POLL_S` or until `stop`.
+    A reply is mailed at most `POLL_S` after its grace period ends, and only once."""
+    while not stop.is_set():
+        try:
+            n = await mail_unseen_replies(rt)
+            if n:
+                log.info("webchat fallback: %d reply copies mailed", n)
+        except Exception:
+            log.exception("webchat fallback sweep failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), POLL_S)

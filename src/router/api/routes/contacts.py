@@ -1,10 +1,13 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
 
+from fastapi import APIRouter, BackgroundTasks
+
+from channels.email.store import AttachmentStore
 from models.schemas import ContactRead, IdentityRead, MergeBody
-from router import contacts, service
-from router.api.deps import AgentDep, RuntimeDep, SessionDep
+from router import contacts, privacy, service
+from router.api.deps import AgentDep, ManagerDep, RuntimeDep, SessionDep
 from router.errors import NotFound
 
 api_router = APIRouter(prefix="/api/v1/contacts", tags=["contacts"])
@@ -44,3 +47,27 @@ async def merge(
         session, keep=keep, other=other, now=rt.now(), reason="agent", agent_id=p.agent_id
     )
     return await _read(session, contact_id)
+
+
+@api_router.get("/{contact_id}/export")
+async def export_contact(contact_id: int, _p: ManagerDep, session: SessionDep) -> dict[str, Any]:
+    """Everything held about a person (subject access request), as JSON."""
+    return await privacy.export(session, contact_id)
+
+
+@api_router.delete("/{contact_id}")
+async def erase_contact(
+    contact_id: int,
+    p: ManagerDep,
+    rt: RuntimeDep,
+    session: SessionDep,
+    background: BackgroundTasks,
+) -> dict[str, Any]:
+    """Erase a person's personal data and message texts; an anonymised trail remains."""
+    store = AttachmentStore.from_settings(rt.settings)
+    summary, files = await privacy.erase(
+        session, contact_id, now=rt.now(), agent_id=p.agent_id, store=store
+    )
+    # After the commit (background tasks run once the response is sent).
+    background.add_task(privacy.delete_files, store, files)
+    return {"erased": summary}

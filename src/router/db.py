@@ -65,6 +65,8 @@ class Database:
         # first-served; leaving it to SQLite's busy handler makes waiters sleep-poll (p99 in
         # seconds under load). Never open a unit of work inside another one.
         self._lock: asyncio.Lock | None = asyncio.Lock() if is_sqlite(url) else None
+        # Extra asyncpg connect() arguments for the LISTEN connection (tests set search_path).
+        self.listen_kwargs: dict[str, Any] = {}
 
     @property
     def dialect(self) -> str:
@@ -76,6 +78,9 @@ class Database:
         async with self._serial(), self.sessionmaker() as session:
             try:
                 yield session
+                if session.info.pop("notify", False) and self.dialect == "postgresql":
+                    # Delivered at commit, to every instance's listener (router.notify).
+                    await session.execute(text("NOTIFY careline"))
                 await session.commit()
             except BaseException:
                 await session.rollback()

@@ -40,6 +40,7 @@ async def record(
     )
     # No flush: events are inserted together with the next flush or the commit.
     session.add(ev)
+    session.info["notify"] = True  # wake other instances when this commits (router.notify)
     return ev
 
 

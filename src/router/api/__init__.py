@@ -16,7 +16,7 @@ from channels.email.imap import run_imap
 from channels.telegram import webhook as telegram_webhook
 from channels.webchat import routes as webchat_routes
 from channels.webchat.fallback import run_fallback
-from router import __version__, callbacks, language
+from router import __version__, callbacks, language, notify
 from router.api import problems
 from router.api.routes import agents, contacts, conversations, events, health, inbound, queues
 from router.api.routes import callbacks as callbacks_routes
@@ -47,9 +47,12 @@ def create_app(
         # Load the language models now (about 2 s) rather than on the first customer message.
         await asyncio.to_thread(language.warm_up)
         stop = asyncio.Event()
-        tasks: list[asyncio.Task[None]] = []
+        # Every instance listens (API instances serve streams and sockets too).
+        tasks: list[asyncio.Task[None]] = [
+            asyncio.create_task(notify.listen(rt, stop), name="listen")
+        ]
         if rt.settings.run_workers:
-            tasks = [
+            tasks += [
                 asyncio.create_task(OutboxWorker(rt).run(stop), name="outbox"),
                 asyncio.create_task(SlaScheduler(rt).run(stop), name="sla"),
                 asyncio.create_task(Sweeper(rt).run(stop), name="sweeper"),

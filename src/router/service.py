@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Agent, Attachment, Conversation, Message, OutboxItem, Queue
-from models.schemas import AttachmentRead, ConversationRead, MessageRead
+from models.schemas import MAX_ID, AttachmentRead, ConversationRead, MessageRead
 from router import assignment, flows, timers
 from router.auth import Principal, can_read_tier
 from router.errors import (
@@ -35,9 +35,12 @@ def decode_cursor(cursor: str | None) -> int | None:
         return None
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return int(base64.urlsafe_b64decode(padded.encode()).decode())
+        value = int(base64.urlsafe_b64decode(padded.encode()).decode())
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput("invalid cursor") from exc
+    if not 0 <= value <= MAX_ID:  # a forged cursor must not overflow the id column
+        raise InvalidInput("invalid cursor")
+    return value
 
 
 async def readable_queue_ids(session: AsyncSession, p: Principal) -> list[int]:

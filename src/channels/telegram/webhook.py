@@ -17,8 +17,8 @@ from channels.telegram.handling import handle_update, run_effects
 from channels.telegram.normalise import FILE_URL_PREFIX
 from models import Attachment, Message
 from router import service
-from router.api.deps import AgentDep, RuntimeDep, SessionDep
-from router.errors import InvalidInput, NotFound, Unavailable
+from router.api.deps import AgentDep, IdPath, RuntimeDep, SessionDep
+from router.errors import ConversationNotFound, InvalidInput, NotFound, Unavailable
 from router.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ async def telegram_webhook(
     tags=["conversations"],
 )
 async def attachment_content(
-    attachment_id: int, p: AgentDep, rt: RuntimeDep, session: SessionDep
+    attachment_id: IdPath, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> StreamingResponse:
     """The bytes of a customer's file, streamed from the channel (never stored here).
     Only for agents who may read the conversation; anything else is 404."""
@@ -89,7 +89,11 @@ async def attachment_content(
     msg = await session.get(Message, att.message_id) if att is not None else None
     if att is None or msg is None:
         raise NotFound(f"attachment {attachment_id} not found")
-    await service.get_conversation(session, p, msg.conversation_id)
+    try:
+        await service.get_conversation(session, p, msg.conversation_id)
+    except ConversationNotFound as exc:
+        # The same answer as a missing id: never confirm the file exists, nor whose it is.
+        raise NotFound(f"attachment {attachment_id} not found") from exc
     if msg.channel != "telegram" or not att.url.startswith(FILE_URL_PREFIX):
         raise NotFound(f"attachment {attachment_id} has no downloadable content")
     channel = telegram_channel(rt)

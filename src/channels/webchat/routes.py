@@ -37,7 +37,7 @@ from channels.webchat.tokens import (
 from models import Conversation
 from models.messages import InboundMessage, Sender
 from router import flows, service
-from router.api.deps import AgentDep, RuntimeDep, SessionDep
+from router.api.deps import AgentDep, IdPath, RuntimeDep, SessionDep
 from router.api.problems import problem
 from router.errors import Forbidden, InvalidInput, NotFound, RouterError, Unauthorized
 from router.ingest import ingest
@@ -269,7 +269,7 @@ class TypingRead(BaseModel):
 
 @api_router.post("/webchat/conversations/{conversation_id}/typing", response_model=TypingRead)
 async def agent_typing(
-    conversation_id: int, p: AgentDep, rt: RuntimeDep, session: SessionDep
+    conversation_id: IdPath, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> TypingRead:
     """An agent is typing: show it to the visitor's sockets on this instance (ephemeral,
     never stored; the agent's front-end repeats it every few seconds while typing)."""

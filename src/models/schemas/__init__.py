@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +13,10 @@ Role = Literal["agent_l1", "agent_l2", "supervisor", "admin", "integration"]
 Presence = Literal["online", "away", "offline"]
 Status = Literal["open", "pending", "resolved", "closed"]
 PriorityName = Literal["low", "normal", "high", "urgent"]
+# Ids are 64-bit (BIGINT, SQLite INTEGER): a larger number is a 422 here, not a driver
+# overflow (a 500) at the query.
+MAX_ID = 2**63 - 1
+DbId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class Page(BaseModel, Generic[T]):
@@ -140,7 +144,7 @@ class ReplyCreate(BaseModel):
 class AssignBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    agent_id: int | None = None  # None: unassign (managers) — use /claim to take it yourself
+    agent_id: DbId | None = None  # None: unassign (managers) — use /claim to take it yourself
     reason: str = Field(default="", max_length=300)
 
 
@@ -148,7 +152,7 @@ class TransferBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     queue: str | None = Field(default=None, max_length=64)
-    agent_id: int | None = None
+    agent_id: DbId | None = None
     reason: str = Field(default="", max_length=300)
 
 
@@ -186,7 +190,7 @@ class ContactRead(BaseModel):
 class MergeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    other_contact_id: int
+    other_contact_id: DbId
 
 
 class InboundResult(BaseModel):

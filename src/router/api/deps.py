@@ -6,12 +6,13 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Agent
+from models.schemas import MAX_ID
 from router.auth import Principal, hash_token
 from router.errors import Forbidden, Unauthorized, Unavailable
 from router.runtime import Runtime
@@ -23,6 +24,8 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+# An id in a path: out of the 64-bit range is a 422, never a driver overflow.
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 async def get_session(rt: RuntimeDep) -> AsyncIterator[AsyncSession]:

@@ -6,10 +6,12 @@ from sqlalchemy import select
 from models import Agent
 from models.schemas import AgentCreate, AgentCreated, AgentRead, Page, PresenceUpdate
 from router import agents as agent_service
-from router.api.deps import AgentDep, ManagerDep, RuntimeDep, SessionDep
+from router.api.deps import AgentDep, IdPath, ManagerDep, RuntimeDep, SessionDep
 from router.errors import Forbidden, NotFound
 
 api_router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
+# Accounts only an admin may create or revoke: a supervisor must not lock out an admin.
+ADMIN_MANAGED = ("admin", "supervisor", "integration")
 
 
 @api_router.get("", response_model=Page[AgentRead])
@@ -22,7 +24,7 @@ async def list_agents(_p: AgentDep, session: SessionDep) -> Page[AgentRead]:
 @api_router.post("", response_model=AgentCreated, status_code=201)
 async def create_agent(body: AgentCreate, p: ManagerDep, session: SessionDep) -> AgentCreated:
     """Create an agent (or an integration account); the token is in this answer only."""
-    if p.role != "admin" and body.role in ("admin", "supervisor", "integration"):
+    if p.role != "admin" and body.role in ADMIN_MANAGED:
         raise Forbidden(f"only an admin may create {body.role} accounts")
     agent, token = await agent_service.create(session, body)
     return AgentCreated(**agent_service.read(agent, 0).model_dump(), token=token)
@@ -40,7 +42,7 @@ async def me(p: AgentDep, session: SessionDep) -> AgentRead:
 
 @api_router.put("/{agent_id}/presence", response_model=AgentRead)
 async def set_presence(
-    agent_id: int, body: PresenceUpdate, p: AgentDep, rt: RuntimeDep, session: SessionDep
+    agent_id: IdPath, body: PresenceUpdate, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> AgentRead:
     """Agents set their own presence; supervisors anyone's. Going online pulls waiting work."""
     if agent_id != p.agent_id and not p.is_manager:
@@ -51,8 +53,11 @@ async def set_presence(
 
 
 @api_router.delete("/{agent_id}", status_code=204)
-async def deactivate(agent_id: int, p: ManagerDep, rt: RuntimeDep, session: SessionDep) -> None:
+async def deactivate(agent_id: IdPath, p: ManagerDep, rt: RuntimeDep, session: SessionDep) -> None:
     """Revoke an agent's token; their open conversations go back to the queue."""
     if agent_id == p.agent_id:
         raise Forbidden("you cannot deactivate yourself")
+    target = await session.get(Agent, agent_id)
+    if p.role != "admin" and target is not None and target.role in ADMIN_MANAGED:
+        raise Forbidden(f"only an admin may deactivate {target.role} accounts")
     await agent_service.deactivate(session, rt, agent_id)

@@ -16,7 +16,7 @@ from sqlalchemy import or_, select
 from models import CallbackRequest, Conversation, Queue
 from models.schemas import Page
 from router import callbacks, service
-from router.api.deps import AgentDep, RuntimeDep, SessionDep
+from router.api.deps import AgentDep, IdPath, RuntimeDep, SessionDep
 from router.errors import Conflict, ConversationNotFound, NotFound
 
 api_router = APIRouter(prefix="/api/v1/callbacks", tags=["callbacks"])
@@ -122,7 +122,7 @@ async def list_callbacks(
 
 @api_router.post("/{callback_id}/outcome", response_model=CallbackRead)
 async def record_outcome(
-    callback_id: int, body: OutcomeBody, p: AgentDep, rt: RuntimeDep, session: SessionDep
+    callback_id: IdPath, body: OutcomeBody, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> CallbackRead:
     """done: the customer was reached; no_answer: try again later (after the 3rd, closed);
     wrong_number: the number is not the customer's. 409 when already closed."""

@@ -7,7 +7,7 @@ from fastapi import APIRouter, BackgroundTasks
 from channels.email.store import AttachmentStore
 from models.schemas import ContactRead, IdentityRead, MergeBody
 from router import contacts, privacy, service
-from router.api.deps import AgentDep, ManagerDep, RuntimeDep, SessionDep
+from router.api.deps import AgentDep, IdPath, ManagerDep, RuntimeDep, SessionDep
 from router.errors import NotFound
 
 api_router = APIRouter(prefix="/api/v1/contacts", tags=["contacts"])
@@ -27,14 +27,14 @@ async def _read(session: SessionDep, contact_id: int) -> ContactRead:
 
 
 @api_router.get("/{contact_id}", response_model=ContactRead)
-async def get_contact(contact_id: int, p: AgentDep, session: SessionDep) -> ContactRead:
+async def get_contact(contact_id: IdPath, p: AgentDep, session: SessionDep) -> ContactRead:
     await service.require_visible_contact(session, p, contact_id)
     return await _read(session, contact_id)
 
 
 @api_router.post("/{contact_id}/merge", response_model=ContactRead)
 async def merge(
-    contact_id: int, body: MergeBody, p: AgentDep, rt: RuntimeDep, session: SessionDep
+    contact_id: IdPath, body: MergeBody, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> ContactRead:
     """Merge `other_contact_id` into this contact (identities and conversations move here)."""
     await service.require_visible_contact(session, p, contact_id)
@@ -50,14 +50,14 @@ async def merge(
 
 
 @api_router.get("/{contact_id}/export")
-async def export_contact(contact_id: int, _p: ManagerDep, session: SessionDep) -> dict[str, Any]:
+async def export_contact(contact_id: IdPath, _p: ManagerDep, session: SessionDep) -> dict[str, Any]:
     """Everything held about a person (subject access request), as JSON."""
     return await privacy.export(session, contact_id)
 
 
 @api_router.delete("/{contact_id}")
 async def erase_contact(
-    contact_id: int,
+    contact_id: IdPath,
     p: ManagerDep,
     rt: RuntimeDep,
     session: SessionDep,

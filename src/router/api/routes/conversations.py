@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from models.schemas import (
+    MAX_ID,
     AssignBody,
     ConversationRead,
     EscalateBody,
@@ -13,7 +14,7 @@ from models.schemas import (
     TransferBody,
 )
 from router import service
-from router.api.deps import AgentDep, RuntimeDep, SessionDep
+from router.api.deps import AgentDep, IdPath, RuntimeDep, SessionDep
 
 api_router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
 
@@ -31,10 +32,12 @@ async def list_conversations(
         default=None, pattern=r"^(open|pending|resolved|closed)(,(open|pending|resolved|closed))*$"
     ),
     queue: str | None = Query(default=None, max_length=64),
-    assignee: str | None = Query(default=None, max_length=20, description="agent id, me or none"),
+    assignee: str | None = Query(
+        default=None, pattern=r"^(me|none|[0-9]{1,18})$", description="agent id, me or none"
+    ),
     priority: str | None = Query(default=None, pattern=r"^(low|normal|high|urgent)$"),
     channel: str | None = Query(default=None, pattern=r"^(telegram|webchat|email|calls|app)$"),
-    contact_id: int | None = None,
+    contact_id: int | None = Query(default=None, ge=1, le=MAX_ID),
     tag: str | None = Query(default=None, max_length=64),
     cursor: str | None = Query(default=None, max_length=64),
     limit: int = Query(default=50, ge=1, le=200),
@@ -58,7 +61,7 @@ async def list_conversations(
 
 @api_router.get("/{conversation_id}", response_model=ConversationRead)
 async def get_conversation(
-    conversation_id: int, p: AgentDep, rt: RuntimeDep, session: SessionDep
+    conversation_id: IdPath, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> ConversationRead:
     conv = await service.get_conversation(session, p, conversation_id)
     return await _one(session, rt, conv)
@@ -66,7 +69,7 @@ async def get_conversation(
 
 @api_router.get("/{conversation_id}/messages", response_model=Page[MessageRead])
 async def list_messages(
-    conversation_id: int,
+    conversation_id: IdPath,
     p: AgentDep,
     session: SessionDep,
     cursor: str | None = Query(default=None, max_length=64),
@@ -80,7 +83,7 @@ async def list_messages(
 
 @api_router.post("/{conversation_id}/messages", response_model=MessageRead, status_code=201)
 async def post_message(
-    conversation_id: int, body: ReplyCreate, p: AgentDep, rt: RuntimeDep, session: SessionDep
+    conversation_id: IdPath, body: ReplyCreate, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> MessageRead:
     """Reply on the customer's channel (through the outbox), or add an internal note."""
     msg = await service.reply(
@@ -97,7 +100,7 @@ async def post_message(
 
 @api_router.post("/{conversation_id}/claim", response_model=ConversationRead)
 async def claim(
-    conversation_id: int, p: AgentDep, rt: RuntimeDep, session: SessionDep
+    conversation_id: IdPath, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> ConversationRead:
     """Take an unassigned conversation; 409 if someone else already holds it."""
     return await _one(session, rt, await service.claim(session, rt, p, conversation_id))
@@ -105,7 +108,7 @@ async def claim(
 
 @api_router.post("/{conversation_id}/assign", response_model=ConversationRead)
 async def assign(
-    conversation_id: int, body: AssignBody, p: AgentDep, rt: RuntimeDep, session: SessionDep
+    conversation_id: IdPath, body: AssignBody, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> ConversationRead:
     conv = await service.assign(session, rt, p, conversation_id, body.agent_id, body.reason)
     return await _one(session, rt, conv)
@@ -113,7 +116,7 @@ async def assign(
 
 @api_router.post("/{conversation_id}/transfer", response_model=ConversationRead)
 async def transfer(
-    conversation_id: int, body: TransferBody, p: AgentDep, rt: RuntimeDep, session: SessionDep
+    conversation_id: IdPath, body: TransferBody, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> ConversationRead:
     conv = await service.transfer(
         session,
@@ -129,7 +132,7 @@ async def transfer(
 
 @api_router.post("/{conversation_id}/escalate", response_model=ConversationRead)
 async def escalate(
-    conversation_id: int, body: EscalateBody, p: AgentDep, rt: RuntimeDep, session: SessionDep
+    conversation_id: IdPath, body: EscalateBody, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> ConversationRead:
     """First line → second line, with the reason the clinician reads first."""
     conv = await service.escalate(
@@ -140,7 +143,7 @@ async def escalate(
 
 @api_router.post("/{conversation_id}/status", response_model=ConversationRead)
 async def set_status(
-    conversation_id: int, body: StatusBody, p: AgentDep, rt: RuntimeDep, session: SessionDep
+    conversation_id: IdPath, body: StatusBody, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> ConversationRead:
     conv = await service.set_status(session, rt, p, conversation_id, body.status)
     return await _one(session, rt, conv)

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sse_starlette.sse import EventSourceResponse
 
 from models import Event
+from models.schemas import MAX_ID
 from router.api.deps import RuntimeDep, StreamAgentDep
 
 api_router = APIRouter(prefix="/api/v1", tags=["events"])
@@ -20,8 +21,10 @@ async def stream_events(
     request: Request,
     p: StreamAgentDep,
     rt: RuntimeDep,
-    after: int | None = Query(default=None, ge=0, description="replay events after this id"),
-    last_event_id: str | None = Header(default=None, max_length=20),
+    after: int | None = Query(
+        default=None, ge=0, le=MAX_ID, description="replay events after this id"
+    ),
+    last_event_id: str | None = Header(default=None, max_length=18),
     types: str | None = Query(default=None, max_length=500, description="comma-separated"),
 ) -> EventSourceResponse:
     """Server-sent events: `id` is the event id, `event` its type, `data` JSON.

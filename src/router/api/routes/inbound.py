@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from channels import app as app_channel
 from models import ContactIdentity, Conversation, Message
-from models.schemas import InboundResult, MessageRead, Page
+from models.schemas import MAX_ID, InboundResult, MessageRead, Page
 from router import ingest, service
 from router.api.deps import IntegrationDep, RuntimeDep, SessionDep
 from router.errors import NotFound
@@ -48,7 +48,7 @@ async def pull_replies(
     _p: IntegrationDep,
     session: SessionDep,
     contact_external_id: str = Query(min_length=1, max_length=200),
-    since: int = Query(default=0, ge=0, description="last message id the app has"),
+    since: int = Query(default=0, ge=0, le=MAX_ID, description="last message id the app has"),
     limit: int = Query(default=100, ge=1, le=500),
 ) -> Page[MessageRead]:
     """Replies (and messages) for one app user, oldest first: for apps without a callback URL."""

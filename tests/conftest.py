@@ -85,6 +85,10 @@ async def rt(database: Database, clock: FakeClock, fake_app_channel: FakeChannel
         run_workers=False,
         outbox_backoff_base_s=1.0,
         outbox_max_attempts=3,
+        # Off for the suite (it fires bursts on purpose); tests/integration/api/test_rate_limit.py
+        # turns them on.
+        rate_limit_api_per_min=0,
+        rate_limit_webhooks_per_min=0,
         _env_file=None,  # type: ignore[call-arg]
     )
     runtime = Runtime(

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     outbox_lease_s: float = 60.0
     worker_poll_s: float = 1.0
     max_body_bytes: int = 1_000_000
+    # Requests per minute (sustained) and burst, per API token and per webhook client address;
+    # 0 turns a limit off. Providers retry 429s, so a flood slows down rather than gets lost.
+    rate_limit_api_per_min: int = 600
+    rate_limit_api_burst: int = 120
+    rate_limit_webhooks_per_min: int = 3000
+    rate_limit_webhooks_burst: int = 600
     log_level: str = "INFO"
     # Run the background workers (outbox, SLA scheduler) in this process.
     run_workers: bool = True

@@ -72,6 +72,8 @@ class Target:
                 database_url=self.db.url,
                 admin_token=SecretStr(ADMIN_TOKEN),
                 run_workers=False,
+                rate_limit_api_per_min=0,  # fuzz the app's validation, not the limiter
+                rate_limit_webhooks_per_min=0,
                 _env_file=None,  # type: ignore[call-arg]
             ),
             db=self.db,

@@ -22,6 +22,7 @@ from router.api.routes import agents, contacts, conversations, events, health, i
 from router.api.routes import callbacks as callbacks_routes
 from router.bootstrap import build_runtime, sync_queues
 from router.outbox import OutboxWorker
+from router.ratelimit import RateLimitMiddleware, TokenBuckets
 from router.runtime import Runtime
 from router.settings import Settings, get_settings
 from router.timers import SlaScheduler
@@ -84,6 +85,16 @@ def create_app(
         lifespan=lifespan,
     )
     problems.install(app)
+    cfg = settings or (runtime.settings if runtime is not None else get_settings())
+    app.add_middleware(
+        RateLimitMiddleware,
+        api=TokenBuckets(cfg.rate_limit_api_per_min, cfg.rate_limit_api_burst)
+        if cfg.rate_limit_api_per_min > 0
+        else None,
+        webhooks=TokenBuckets(cfg.rate_limit_webhooks_per_min, cfg.rate_limit_webhooks_burst)
+        if cfg.rate_limit_webhooks_per_min > 0
+        else None,
+    )
     modules = (
         health,
         inbound,

@@ -51,6 +51,11 @@ class InvalidInput(RouterError):
     title = "Invalid input"
 
 
+class PayloadTooLarge(RouterError):
+    status_code = 413
+    title = "Payload too large"
+
+
 class Unavailable(RouterError):
     status_code = 503
     title = "Service unavailable"

@@ -10,7 +10,7 @@ from models.messages import AttachmentRef, Sender
 
 CallStatus = Literal["answered", "missed", "busy", "failed", "voicemail"]
 Direction = Literal["inbound", "outbound"]
-# Turns a raw number into E.164, or None when it does not parse (router's `e164` with the
+# Turns a raw number into E.164, or None when it does not parse (`channels.phones.e164` with the
 # default region bound): passed in so the parsers stay pure and free of settings.
 PhoneNormaliser = Callable[[str], str | None]
 

@@ -21,11 +21,11 @@ from pydantic import BaseModel
 
 from channels.calls import generic, twilio
 from channels.calls.common import PhoneNormaliser
+from channels.phones import e164
 from channels.signing import configured, verify_careline_signature
 from router import ingest
 from router.api.deps import RuntimeDep, SessionDep
-from router.api.routes.inbound import e164
-from router.errors import InvalidInput, RouterError
+from router.errors import InvalidInput, PayloadTooLarge, RouterError
 from router.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class BatchResult(BaseModel):
 async def _body(request: Request, rt: Runtime) -> bytes:
     body = await request.body()
     if len(body) > rt.settings.max_body_bytes:
-        raise InvalidInput("request body too large", status_code=413)
+        raise PayloadTooLarge("request body too large")
     return body
 
 
@@ -127,7 +127,7 @@ async def generic_call_log(
         )
 
     if len(payload) > generic.MAX_BATCH:
-        raise InvalidInput(f"a batch holds at most {generic.MAX_BATCH} records", status_code=413)
+        raise PayloadTooLarge(f"a batch holds at most {generic.MAX_BATCH} records")
     result = BatchResult(accepted=[], rejected=[])
     for index, record in enumerate(payload):
         try:

@@ -18,17 +18,12 @@ from channels.email.receive import receive
 from channels.email.store import AttachmentStore
 from channels.signing import configured, verify_careline_signature
 from router.api.deps import RuntimeDep, SessionDep
-from router.errors import InvalidInput, RouterError
+from router.errors import InvalidInput, PayloadTooLarge, RouterError
 
 api_router = APIRouter(prefix="/webhooks", tags=["email channel"])
 
 DEFAULT_MAX_BYTES = 10_000_000
 _ACCEPTED_TYPES = ("message/rfc822", "application/octet-stream", "text/plain")
-
-
-class PayloadTooLarge(RouterError):
-    status_code = 413
-    title = "Payload too large"
 
 
 class UnsupportedMediaType(RouterError):

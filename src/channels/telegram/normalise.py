@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import phonenumbers
 from aiogram.types import (
     CallbackQuery,
     MessageEntity,
@@ -24,6 +23,7 @@ from aiogram.types import (
 )
 from aiogram.types import Message as TgMessage
 
+from channels import phones
 from models.messages import AttachmentRef, InboundMessage, Sender
 
 # Attachment URLs are references, never bytes: the agent API resolves them through getFile.
@@ -376,17 +376,5 @@ def _utc(at: datetime) -> datetime:
 
 
 def e164(raw: str | None, region: str) -> str | None:
-    """E.164 or None. Same rule as `router.api.routes.inbound.e164`, repeated here so this pure
-    module does not import the web layer (which imports channels: a cycle). Telegram sends
-    shared numbers in international form, often without the leading `+`."""
-    if not raw:
-        return None
-    raw = raw.strip()
-    for candidate in ("+" + raw, raw) if raw.isdigit() else (raw,):
-        try:
-            num = phonenumbers.parse(candidate, region)
-        except phonenumbers.NumberParseException:
-            continue
-        if phonenumbers.is_valid_number(num):
-            return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
-    return None
+    """Telegram sends shared numbers in international form, often without the leading `+`."""
+    return phones.e164(raw, region, bare_digits_international=True)

@@ -18,7 +18,7 @@ from channels.telegram.normalise import FILE_URL_PREFIX
 from models import Attachment, Message
 from router import service
 from router.api.deps import AgentDep, IdPath, RuntimeDep, SessionDep
-from router.errors import ConversationNotFound, InvalidInput, NotFound, Unavailable
+from router.errors import ConversationNotFound, NotFound, PayloadTooLarge, Unavailable
 from router.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ async def telegram_webhook(
     changes nothing. The greeting and button answers go out after the commit."""
     body = await request.body()
     if len(body) > rt.settings.max_body_bytes:
-        raise InvalidInput("request body too large", status_code=413)
+        raise PayloadTooLarge("request body too large")
     try:
         upd = Update.model_validate_json(body)
     except ValidationError:

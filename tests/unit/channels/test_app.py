@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from channels.app import AppInbound, normalise, sign
-from router.api.routes.inbound import e164
+from channels.phones import e164
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from channels.calls import generic
-from router.api.routes.inbound import e164
+from channels.phones import e164
 from router.errors import InvalidInput
 
 DATA = Path(__file__).parents[2] / "data" / "calls" / "generic"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import phonenumbers
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from channels import app as app_channel
+from channels.phones import e164
 from models import ContactIdentity, Conversation, Message
 from models.schemas import MAX_ID, InboundResult, MessageRead, Page
 from router import ingest, service
@@ -14,19 +14,6 @@ from router.api.deps import IntegrationDep, RuntimeDep, SessionDep
 from router.errors import NotFound
 
 api_router = APIRouter(prefix="/api/v1", tags=["app channel"])
-
-
-def e164(raw: str | None, region: str) -> str | None:
-    """E.164 or None: an unparseable number is kept out of identity matching."""
-    if not raw:
-        return None
-    try:
-        num = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(num):
-        return None
-    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
 
 
 @api_router.post("/inbound", response_model=InboundResult)

@@ -13,7 +13,16 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Agent, Contact, ContactIdentity, Conversation, Message, OutboxItem, Queue
+from models import (
+    Agent,
+    Contact,
+    ContactIdentity,
+    Conversation,
+    Event,
+    Message,
+    OutboxItem,
+    Queue,
+)
 from models.messages import IDENTITY_KIND
 from router import assignment, callbacks, events, rules, timers, wait
 from router.errors import Conflict
@@ -176,7 +185,7 @@ async def route(
             await assignment.unassign(session, conv, now, reason="escalated by routing")
     elif set(decision.tags) != set(conv.tags or ()):
         conv.tags = list(decision.tags)
-    if decision.crisis and "crisis.detected" not in await _event_types(session, conv):
+    if decision.crisis and not await _crisis_flagged(session, conv):
         await conv_event(
             session,
             "crisis.detected",
@@ -187,13 +196,14 @@ async def route(
     return decision
 
 
-async def _event_types(session: AsyncSession, conv: Conversation) -> set[str]:
-    from models import Event
-
-    rows = await session.scalars(
-        select(Event.type).where(Event.conversation_id == conv.id, Event.type == "crisis.detected")
+async def _crisis_flagged(session: AsyncSession, conv: Conversation) -> bool:
+    """The supervisor alert fires once per conversation, however many crisis messages follow."""
+    n = await session.scalar(
+        select(func.count())
+        .select_from(Event)
+        .where(Event.conversation_id == conv.id, Event.type == "crisis.detected")
     )
-    return set(rows)
+    return bool(n)
 
 
 async def reply_channel(session: AsyncSession, conv: Conversation) -> str:

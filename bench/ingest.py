@@ -94,6 +94,8 @@ def main() -> int:
         "CARELINE_DATABASE_URL": url,
         "CARELINE_ADMIN_TOKEN": token,
         "CARELINE_LOG_LEVEL": "WARNING",
+        # Measure the pipeline, not the per-token limiter.
+        "CARELINE_RATE_LIMIT_API_PER_MIN": "0",
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "router.cli", "serve", "--port", str(port)], env=env

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
-from functools import lru_cache
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from typing import Literal
 
 import snowballstemmer  # type: ignore[import-untyped]
@@ -99,6 +100,22 @@ class TokenizedText:
     tokens: tuple[str, ...]  # normalised tokens
     stems: tuple[frozenset[str], ...]  # stem forms, aligned with tokens
     all_stems: frozenset[str] = frozenset()  # union of `stems`: a cheap pre-filter
+    # stem -> positions where it occurs: a pattern is only tried where its first word is.
+    positions: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    _prefixed: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False)
+
+    @cached_property
+    def all_prefixes(self) -> frozenset[str]:
+        """Every prefix of every token: a prefix pattern can then be rejected by a look-up."""
+        return frozenset(t[:n] for t in self.tokens for n in range(1, len(t) + 1))
+
+    def prefixed(self, prefix: str) -> tuple[int, ...]:
+        """Positions of the tokens starting with ``prefix`` (cached: patterns share prefixes)."""
+        found = self._prefixed.get(prefix)
+        if found is None:
+            found = tuple(i for i, t in enumerate(self.tokens) if t.startswith(prefix))
+            self._prefixed[prefix] = found
+        return found
 
 
 def prepare(text: str, language: StemLanguage) -> TokenizedText:
@@ -106,11 +123,16 @@ def prepare(text: str, language: StemLanguage) -> TokenizedText:
     folded = _APOSTROPHES.sub("", text.casefold())
     raw_tokens = _TOKEN_RE.findall(folded)
     stems = tuple(stem_forms(t, language) for t in raw_tokens)
+    positions: dict[str, list[int]] = {}
+    for i, forms in enumerate(stems):
+        for form in forms:
+            positions.setdefault(form, []).append(i)
     return TokenizedText(
         language=language,
         tokens=tuple(normalise(t) for t in raw_tokens),
         stems=stems,
-        all_stems=frozenset().union(*stems),
+        all_stems=frozenset(positions),
+        positions={k: tuple(v) for k, v in positions.items()},
     )
 
 
@@ -148,8 +170,14 @@ class PhrasePattern:
         for step in self.steps:
             if step.kind == "stem" and step.stems.isdisjoint(text.all_stems):
                 return False
-        n = len(text.tokens)
-        return any(self._match_at(text, 0, i) for i in range(n))
+            if step.kind == "prefix" and step.prefix not in text.all_prefixes:
+                return False
+        first = self.steps[0]  # never a gap (compile_phrase refuses that)
+        if first.kind == "prefix":
+            starts: Iterable[int] = text.prefixed(first.prefix)
+        else:
+            starts = sorted({i for s in first.stems for i in text.positions.get(s, ())})
+        return any(self._match_at(text, 0, i) for i in starts)
 
     def _match_at(self, text: TokenizedText, step_i: int, tok_i: int) -> bool:
         if step_i == len(self.steps):
@@ -244,6 +272,12 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class _Keys:
+    keys: frozenset[str]
+    phrases: dict[str, list[int]]
+
+
+@dataclass(frozen=True)
 class TextMatcher:
     """Phrases and regexes of several languages; matches if any of them occurs.
 
@@ -260,9 +294,41 @@ class TextMatcher:
         """True when there is nothing to match (the text condition is then vacuous)."""
         return not self.phrases and not self.regexes
 
+    @cached_property
+    def _index(self) -> dict[str, tuple[_Keys, _Keys]]:
+        """Per language: the stems of each phrase's first word → phrases, and for phrases made
+        only of prefixes, the first prefix → phrases. Two set intersections per language then
+        find the few phrases worth trying, instead of testing hundreds against each message."""
+        stems: dict[str, dict[str, list[int]]] = {}
+        prefixes: dict[str, dict[str, list[int]]] = {}
+        for i, p in enumerate(self.phrases):
+            key = next((step for step in p.steps if step.kind == "stem"), None)
+            if key is not None:
+                where = stems.setdefault(p.language, {})
+                for form in key.stems:
+                    where.setdefault(form, []).append(i)
+            else:
+                prefixes.setdefault(p.language, {}).setdefault(p.steps[0].prefix, []).append(i)
+        return {
+            lang: (
+                _Keys(frozenset(stems.get(lang, {})), stems.get(lang, {})),
+                _Keys(frozenset(prefixes.get(lang, {})), prefixes.get(lang, {})),
+            )
+            for lang in {*stems, *prefixes}
+        }
+
     def find(self, text: PreparedText) -> Hit | None:
-        """The first phrase or regex occurring in ``text``, or None."""
-        for p in self.phrases:
+        """The first phrase (in policy order) or regex occurring in ``text``, or None."""
+        candidates: set[int] = set()
+        for language, (by_stem, by_prefix) in self._index.items():
+            tokens = text.tokens(language)
+            for form in by_stem.keys.intersection(tokens.all_stems):
+                candidates.update(by_stem.phrases[form])
+            if by_prefix.keys:
+                for prefix in by_prefix.keys.intersection(tokens.all_prefixes):
+                    candidates.update(by_prefix.phrases[prefix])
+        for i in sorted(candidates):
+            p = self.phrases[i]
             if p.search(text.tokens(p.language)):
                 return Hit(p.language, "phrase", p.source, p.describe())
         for language, source, rx in self.regexes:

@@ -8,6 +8,7 @@ from channels import build_registry
 from channels.email.adapter import EmailChannel
 from channels.webchat import WebchatConfig
 from models import Queue
+from router import flows
 from router.db import Database
 from router.policy import load_policy
 from router.runtime import Runtime
@@ -44,3 +45,4 @@ async def sync_queues(rt: Runtime) -> None:
                 session.add(Queue(name=qp.name, title=qp.title, tier=qp.tier, created_at=rt.now()))
             else:
                 row.title, row.tier = qp.title, qp.tier
+    flows.forget_queues(rt.db.engine)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from models import (
     Agent,
@@ -35,22 +37,45 @@ TEXT_CHANNELS = ("telegram", "webchat", "email", "app")
 MAX_REASONS = 30
 
 
-async def queue_of(session: AsyncSession, conv: Conversation) -> Queue | None:
-    if conv.queue_id is None:
-        return None
-    # The identity map holds objects weakly; keep queues for the unit of work (they are
-    # read on every step of a flow and almost never change).
-    cache: dict[int, Queue] = session.info.setdefault("queues", {})
-    q = cache.get(conv.queue_id)
+# Queues mirror the policy and are synced once at start-up (`bootstrap.sync_queues`), so
+# their rows are kept per database for the life of the process: a message then costs no
+# queue look-up. Detached copies; callers only read them.
+_QUEUES: WeakKeyDictionary[Engine, dict[int | str, Queue]] = WeakKeyDictionary()
+
+
+def _queue_cache(session: AsyncSession) -> dict[int | str, Queue]:
+    return _QUEUES.setdefault(session.get_bind().engine, {})
+
+
+def forget_queues(engine: AsyncEngine) -> None:
+    """Drop the cached queue rows (after `sync_queues` changed them)."""
+    _QUEUES.pop(engine.sync_engine, None)
+
+
+async def _load_queue(session: AsyncSession, key: int | str) -> Queue | None:
+    cache = _queue_cache(session)
+    q = cache.get(key)
     if q is None:
-        q = await session.get(Queue, conv.queue_id)
-        if q is not None:
-            cache[q.id] = q
+        where = Queue.id == key if isinstance(key, int) else Queue.name == key
+        row = await session.scalar(select(Queue).where(where))
+        if row is None:
+            return None
+        # A copy in no session: shared by every unit of work of this process.
+        q = Queue(
+            id=row.id, name=row.name, title=row.title, tier=row.tier, created_at=row.created_at
+        )
+        cache[q.id] = cache[q.name] = q
     return q
 
 
+async def queue_of(session: AsyncSession, conv: Conversation) -> Queue | None:
+    if conv.queue_id is None:
+        return None
+    return await _load_queue(session, conv.queue_id)
+
+
 async def queue_by_name(session: AsyncSession, name: str) -> Queue:
-    q = await session.scalar(select(Queue).where(Queue.name == name))
+    q = await _load_queue(session, name)
     if q is None:
         raise Conflict(f"queue {name!r} does not exist")
     return q
@@ -92,24 +117,30 @@ async def after_inbound(
     new = how == "new"
     if new:
         await conv_event(session, "conversation.created", conv, data={"channel": conv.channel})
-    received = {"message_id": message.id, "channel": message.channel, "kind": message.kind}
     if message.direction == "out" and not new:
         # An outbound call an agent (or the PBX) logged: part of the timeline and it may close
         # a callback request, but it is not the customer asking for anything.
-        await conv_event(session, "message.received", conv, data=received)
+        await session.flush()  # the message id, for the event
+        await conv_event(session, "message.received", conv, data=_received(message))
         await callbacks.on_call_message(session, rt, conv, message, now)
         return
-    decision = await route(session, rt, conv, contact, [message], now)
+    decision = await route(session, rt, conv, contact, [message], now)  # flushes the message
     # After routing, so the event carries the queue (and tier) the message now belongs to.
-    await conv_event(session, "message.received", conv, data=received)
+    await conv_event(session, "message.received", conv, data=_received(message))
     await timers.on_customer_message(session, rt, conv, now, how=how)
     await callbacks.on_call_message(session, rt, conv, message, now)
     if decision.crisis:
         await send_crisis_ack(session, rt, conv, now)
     elif new:
-        await send_wait_ack(session, rt, conv, now)
+        # A new conversation's only inbound message is this one: reply on its channel.
+        channel = message.channel if message.channel in TEXT_CHANNELS else None
+        await send_wait_ack(session, rt, conv, now, channel=channel)
     if conv.assignee_id is None:
         await assignment.try_assign(session, rt, conv, now)
+
+
+def _received(message: Message) -> dict[str, Any]:
+    return {"message_id": message.id, "channel": message.channel, "kind": message.kind}
 
 
 async def after_resolved(session: AsyncSession, rt: Runtime, conv: Conversation) -> None:
@@ -316,7 +347,12 @@ async def send_crisis_ack(
 
 
 async def send_wait_ack(
-    session: AsyncSession, rt: Runtime, conv: Conversation, now: datetime
+    session: AsyncSession,
+    rt: Runtime,
+    conv: Conversation,
+    now: datetime,
+    *,
+    channel: str | None = None,
 ) -> None:
     """Tell a new customer how long they will likely wait (once per conversation)."""
     if conv.ack_sent:
@@ -325,6 +361,7 @@ async def send_wait_ack(
     if q is None:
         return
     est = await estimate_wait(session, rt, q, conv.priority, now, exclude_id=conv.id)
+    conv.ack_sent = True  # set first: it goes out in the same UPDATE as the outbound's changes
     try:
         await enqueue_outbound(
             session,
@@ -332,11 +369,11 @@ async def send_wait_ack(
             conv,
             rt.policy.ack_text(conv.language, wait.wait_minutes(est), est.surge),
             kind="ack",
+            channel=channel,
             now=now,
         )
     except Conflict:
-        return  # a call-only contact: the callback request is the acknowledgement
-    conv.ack_sent = True
+        conv.ack_sent = False  # a call-only contact: the callback request is the acknowledgement
 
 
 async def estimate_wait(
@@ -348,27 +385,26 @@ async def estimate_wait(
     *,
     exclude_id: int | None = None,
 ) -> wait.WaitEstimate:
-    depth_ahead = (
-        await session.scalar(
-            select(func.count())
-            .select_from(Conversation)
-            .where(
-                Conversation.queue_id == q.id,
-                Conversation.status == "open",
-                Conversation.assignee_id.is_(None),
-                Conversation.id != (exclude_id or 0),
-            )
+    # Both counts in one round trip: this runs for every new conversation.
+    depth_q = (
+        select(func.count())
+        .select_from(Conversation)
+        .where(
+            Conversation.queue_id == q.id,
+            Conversation.status == "open",
+            Conversation.assignee_id.is_(None),
+            Conversation.id != (exclude_id or 0),
         )
-        or 0
+        .scalar_subquery()
     )
-    online = (
-        await session.scalar(
-            select(func.count())
-            .select_from(Agent)
-            .where(Agent.active.is_(True), Agent.presence == "online", Agent.tier == q.tier)
-        )
-        or 0
+    online_q = (
+        select(func.count())
+        .select_from(Agent)
+        .where(Agent.active.is_(True), Agent.presence == "online", Agent.tier == q.tier)
+        .scalar_subquery()
     )
+    row = (await session.execute(select(depth_q, online_q))).one()
+    depth_ahead, online = int(row[0] or 0), int(row[1] or 0)
     # Without online agents the estimate is the fallback whatever the history says.
     median = await assignment.recent_median_handle_s(session, q, now) if online else None
     target = rt.policy.sla_for(q.name, priority)

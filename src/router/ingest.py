@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, case, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -80,7 +80,11 @@ async def _ingest_new(session: AsyncSession, rt: Runtime, msg: InboundMessage) -
         channel_meta=dict(msg.channel_meta),
     )
     session.add(message)
-    await session.flush()  # the unique constraint fires here
+    # The unique (channel, external_id) constraint fires at the next flush, inside our
+    # savepoint: here when attachments need the message id, else with the routing's writes
+    # (which also set the message's language: one INSERT instead of INSERT + UPDATE).
+    if msg.attachments:
+        await session.flush()
     for att in msg.attachments:
         session.add(
             Attachment(
@@ -106,7 +110,7 @@ async def _ingest_new(session: AsyncSession, rt: Runtime, msg: InboundMessage) -
             conv.status = "open"
     if msg.subject and not conv.subject:
         conv.subject = msg.subject[:300]
-    await session.flush()
+    # No flush here: these changes go out with the routing's, in one UPDATE.
 
     await flows.after_inbound(
         session, rt, conv, contact, message, how=how, was_pending=was_pending, now=now
@@ -136,25 +140,27 @@ async def _resolve_conversation(
                 await _reopen(session, conv, now)
                 return conv, "reopened"
 
-    conv = await session.scalar(
-        select(Conversation)
-        .where(Conversation.contact_id == contact.id, Conversation.status.in_(("open", "pending")))
-        .order_by(Conversation.id.desc())
-        .limit(1)
-    )
-    if conv is not None:
-        return conv, "open"
-
+    # One look-up for both: the contact's live conversation if any (the newest), else the
+    # last one resolved within the reopen window.
+    live = Conversation.status.in_(("open", "pending"))
     conv = await session.scalar(
         select(Conversation)
         .where(
             Conversation.contact_id == contact.id,
-            Conversation.status == "resolved",
-            Conversation.resolved_at >= now - window,
+            or_(
+                live,
+                and_(Conversation.status == "resolved", Conversation.resolved_at >= now - window),
+            ),
         )
-        .order_by(Conversation.resolved_at.desc())
+        .order_by(
+            case((live, 0), else_=1),
+            Conversation.resolved_at.desc().nulls_last(),  # NULL on live conversations
+            Conversation.id.desc(),
+        )
         .limit(1)
     )
+    if conv is not None and conv.status != "resolved":
+        return conv, "open"
     if conv is not None:
         await _reopen(session, conv, now)
         return conv, "reopened"

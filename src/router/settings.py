@@ -55,7 +55,9 @@ class Settings(BaseSettings):
     outbox_backoff_max_s: float = 600.0
     outbox_lease_s: float = 60.0
     worker_poll_s: float = 1.0
+    # Request body limits (413 beyond): webhooks; the email webhook takes EMAIL_MAX_BYTES.
     max_body_bytes: int = 1_000_000
+    api_max_body_bytes: int = 256_000  # agents' and apps' JSON (text, never file bytes)
     # Requests per minute (sustained) and burst, per API token and per webhook client address;
     # 0 turns a limit off. Providers retry 429s, so a flood slows down rather than gets lost.
     rate_limit_api_per_min: int = 600

@@ -18,7 +18,7 @@ from channels.email.receive import receive
 from channels.email.store import AttachmentStore
 from channels.signing import configured, verify_careline_signature
 from router.api.deps import RuntimeDep, SessionDep
-from router.errors import InvalidInput, PayloadTooLarge, RouterError
+from router.errors import InvalidInput, RouterError
 
 api_router = APIRouter(prefix="/webhooks", tags=["email channel"])
 
@@ -47,19 +47,8 @@ async def signed_body(request: Request, rt: RuntimeDep) -> bytes:
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype and ctype not in _ACCEPTED_TYPES:
         raise UnsupportedMediaType("send the raw message as Content-Type: message/rfc822")
-    limit = max_bytes(rt.settings)
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the message exceeds {limit} bytes")
-    # Count while streaming: Content-Length may be absent (chunked) or wrong.
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the message exceeds {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    # Size: BodyLimitMiddleware refuses a body over EMAIL_MAX_BYTES before it is read.
+    body = await request.body()
     verify_careline_signature(secret, body, request.headers.get("x-careline-signature"))
     if not body.strip():
         raise InvalidInput("the body is empty")

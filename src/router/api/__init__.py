@@ -18,6 +18,7 @@ from channels.webchat import routes as webchat_routes
 from channels.webchat.fallback import run_fallback
 from router import __version__, callbacks, language, notify
 from router.api import problems
+from router.api.limits import BodyLimitMiddleware
 from router.api.routes import agents, contacts, conversations, events, health, inbound, queues
 from router.api.routes import callbacks as callbacks_routes
 from router.bootstrap import build_runtime, sync_queues
@@ -94,6 +95,16 @@ def create_app(
         webhooks=TokenBuckets(cfg.rate_limit_webhooks_per_min, cfg.rate_limit_webhooks_burst)
         if cfg.rate_limit_webhooks_per_min > 0
         else None,
+    )
+    # Outermost (added last): an oversized body is refused before anything else runs.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limits=[
+            ("/webhooks/email", cfg.email_max_bytes),
+            ("/webhooks/", cfg.max_body_bytes),
+            ("/api/", cfg.api_max_body_bytes),
+        ],
+        default=cfg.api_max_body_bytes,
     )
     modules = (
         health,

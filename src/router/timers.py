@@ -53,9 +53,22 @@ def _calendar(rt: Runtime, queue: str) -> BusinessCalendar | None:
         return None
 
 
-async def _rows(session: AsyncSession, conv_id: int) -> dict[str, SlaTimer]:
-    rows = await session.scalars(select(SlaTimer).where(SlaTimer.conversation_id == conv_id))
-    return {r.kind: r for r in rows}
+async def _rows(session: AsyncSession, rt: Runtime, conv_id: int) -> dict[str, SlaTimer]:
+    """The conversation's timers, locked for this transaction on PostgreSQL.
+
+    Lock order, everywhere: the conversation row, then its timers. Ingest and the agent API
+    update the conversation before they get here and the scheduler claims conversations
+    before timers, so the two never deadlock; and a timer due "now" is fired by whichever
+    transaction holds the lock, the other one then reads it already fired (never twice).
+    """
+    stmt = select(SlaTimer).where(SlaTimer.conversation_id == conv_id).order_by(SlaTimer.id)
+    if rt.db.dialect == "postgresql":
+        await session.execute(
+            select(Conversation.id).where(Conversation.id == conv_id).with_for_update()
+        )
+        # Re-read under the lock: rows loaded earlier in this transaction may be stale.
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return {r.kind: r for r in await session.scalars(stmt)}
 
 
 async def apply_event(
@@ -66,7 +79,8 @@ async def apply_event(
         return
     target = rt.policy.sla_for(q.name, conv.priority)
     cal = _calendar(rt, q.name)
-    rows = await _rows(session, conv.id)
+    # A conversation created in this transaction has no timers yet: nothing to read or lock.
+    rows = {} if event == "created" else await _rows(session, rt, conv.id)
     # Fire what is already due first, so a pause or stop never swallows a warning or breach.
     for row in rows.values():
         if row.next_fire_at is not None and row.next_fire_at <= now:
@@ -120,7 +134,7 @@ async def on_queue_change(
         return
     target = rt.policy.sla_for(q.name, conv.priority)
     cal = _calendar(rt, q.name)
-    for row in (await _rows(session, conv.id)).values():
+    for row in (await _rows(session, rt, conv.id)).values():
         t = _to_timer(row)
         if t.state not in ("running", "warned"):
             continue
@@ -195,8 +209,11 @@ async def outcomes_24h(session: AsyncSession, q: Queue, now: datetime) -> tuple[
 
 
 class SlaScheduler:
-    """Fires due timers. Each batch is one transaction; on PostgreSQL rows are claimed with
-    FOR UPDATE SKIP LOCKED, so with N instances every warning/breach fires exactly once.
+    """Fires due timers. Each batch is one transaction. On PostgreSQL it claims the
+    conversations of due timers with FOR UPDATE SKIP LOCKED, then locks their timers: the
+    lock order of every writer of timers (see `_rows`). So with N instances and concurrent
+    requests every warning/breach fires exactly once, and nobody deadlocks; a conversation
+    that is busy is skipped (whoever holds it fires its due timers, or the next poll does).
     Overdue timers (after a restart) are simply due: they fire on the first poll."""
 
     def __init__(self, rt: Runtime, *, batch: int = 200) -> None:
@@ -204,17 +221,31 @@ class SlaScheduler:
         self.batch = batch
 
     async def run_once(self) -> int:
+        """Fire the due timers of one batch; returns how many timer rows were evaluated."""
         rt = self.rt
         now = rt.now()
+        due = (
+            select(SlaTimer.conversation_id)
+            .where(SlaTimer.next_fire_at <= now)
+            .order_by(SlaTimer.next_fire_at)
+            .limit(self.batch)
+        )
         async with rt.db.session() as session:
+            if rt.db.dialect == "postgresql":
+                due = due.join(Conversation, Conversation.id == SlaTimer.conversation_id)
+                due = due.with_for_update(of=Conversation, skip_locked=True)
+            conv_ids = set(await session.scalars(due))
+            if not conv_ids:
+                return 0
+            # A fresh statement (a fresh snapshot): a timer fired by whoever held its
+            # conversation just before we claimed it is read as fired, not fired again.
             stmt = (
                 select(SlaTimer)
-                .where(SlaTimer.next_fire_at <= now)
+                .where(SlaTimer.conversation_id.in_(conv_ids), SlaTimer.next_fire_at <= now)
                 .order_by(SlaTimer.next_fire_at)
-                .limit(self.batch)
             )
             if rt.db.dialect == "postgresql":
-                stmt = stmt.with_for_update(skip_locked=True)
+                stmt = stmt.with_for_update()
             rows = list(await session.scalars(stmt))
             for row in rows:
                 await fire(session, rt, row, now)

@@ -44,7 +44,9 @@ async def get_session(rt: RuntimeDep) -> AsyncIterator[AsyncSession]:
         raise Unavailable("the database is unavailable; retry later") from exc
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": FastAPI (0.118+) otherwise runs a yield dependency's exit, our commit,
+# after the response has gone out, and a 2xx would precede durability.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 def _bearer(request: Request) -> str:

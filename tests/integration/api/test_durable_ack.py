@@ -1,0 +1,73 @@
+"""A 2xx leaves only once the data is committed: at the moment the response starts, another
+connection already sees the message. (FastAPI runs a yield dependency's exit, our commit,
+after the response unless the dependency is function-scoped; a kill -9 in between lost
+acknowledged messages.)"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from sqlalchemy import text
+
+from router.api import create_app
+from router.runtime import Runtime
+from tests.conftest import ADMIN_TOKEN
+
+
+async def committed_inbound(rt: Runtime, external_id: str) -> int:
+    """Count from outside the request's transaction (committed rows only)."""
+    sql = "SELECT count(*) FROM messages WHERE external_id = :x AND direction = 'in'"
+    if rt.db.dialect == "sqlite":
+        # A plain reader: the engine's connections take the write lock at BEGIN.
+        path = rt.db.url.split("///", 1)[1]
+        with sqlite3.connect(path) as conn:
+            return int(conn.execute(sql.replace(":x", "?"), (external_id,)).fetchone()[0])
+    async with rt.db.engine.connect() as conn:
+        return int((await conn.execute(text(sql), {"x": external_id})).scalar_one())
+
+
+async def test_response_starts_after_the_commit(rt: Runtime) -> None:
+    app = create_app(runtime=rt)
+    app.state.runtime = rt
+    body = json.dumps(
+        {"contact": {"external_id": "u1"}, "message": {"external_id": "m-durable", "text": "hola"}}
+    ).encode()
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/inbound",
+        "raw_path": b"/api/v1/inbound",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"careline.test"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"authorization", f"Bearer {ADMIN_TOKEN}".encode()),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("careline.test", 80),
+        "state": {},
+    }
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    at_start: list[tuple[int, int]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            at_start.append((message["status"], await committed_inbound(rt, "m-durable")))
+
+    await app(scope, receive, send)
+    assert at_start == [(200, 1)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,8 +50,12 @@ class EmailChannel:
         db: Database | None,
         store: AttachmentStore,
         clock: Callable[[], datetime] = utcnow,
+        id_key: bytes | None = None,
     ) -> None:
         self.smtp = smtp
+        # Keys our Message-IDs. From WEBHOOK_SECRET so every instance and restart derives the
+        # same id for a message; without it, per process (ids then repeat only within one).
+        self.id_key = id_key or secrets.token_bytes(32)
         self.email_from = email_from
         self.from_addr = tokens.address_of(email_from)[1]
         self.db = db
@@ -68,6 +73,9 @@ class EmailChannel:
             email_from=settings.email_from,
             db=db,
             store=AttachmentStore.from_settings(settings),
+            id_key=b"message-id:" + settings.webhook_secret.get_secret_value().encode()
+            if settings.webhook_secret
+            else None,
         )
 
     async def thread_context(self, conversation_id: int) -> ThreadContext:
@@ -125,7 +133,9 @@ class EmailChannel:
             raise DeliveryError("the recipient is not a valid email address", retryable=False)
         ctx = await self.thread_context(msg.conversation_id)
         files, text = await self._files(msg)
-        message_id = compose.new_message_id(self.from_addr, msg.conversation_id, msg.message_id)
+        message_id = compose.new_message_id(
+            self.from_addr, msg.conversation_id, msg.message_id, self.id_key
+        )
         mail = compose.build_reply(
             from_header=self.email_from,
             to=to,

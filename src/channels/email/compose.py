@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -56,10 +57,13 @@ def smtp_config(url: str) -> SmtpConfig:
     )
 
 
-def new_message_id(from_addr: str, conversation_id: int, message_id: int) -> str:
-    """Ours, without angle brackets; random so it is unguessable (threading trusts it)."""
+def new_message_id(from_addr: str, conversation_id: int, message_id: int, key: bytes) -> str:
+    """Ours, without angle brackets. The same on every retry of one outbound message, so a
+    copy sent twice (at-least-once delivery) is one mail to the customer's client; keyed, so
+    it cannot be guessed from the ids."""
     domain = from_addr.rpartition("@")[2] or "careline.invalid"
-    return f"careline.{conversation_id}.{message_id}.{secrets.token_hex(8)}@{domain}"
+    tag = hmac.new(key, f"{conversation_id}.{message_id}".encode(), hashlib.sha256).hexdigest()
+    return f"careline.{conversation_id}.{message_id}.{tag[:16]}@{domain}"
 
 
 def references_chain(customer_refs: tuple[str, ...], customer_id: str | None) -> tuple[str, ...]:

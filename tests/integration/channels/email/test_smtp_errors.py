@@ -5,8 +5,10 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import select
 
+from channels.email.adapter import EmailChannel
 from channels.email.compose import smtp_config
 from models import ContactIdentity, Event, OutboxItem
+from models.messages import OutboundMessage
 from router.outbox import OutboxWorker
 from router.runtime import Runtime
 from tests.integration.channels.email.conftest import Recorder, free_port, post_mail
@@ -68,3 +70,32 @@ async def test_connection_refused_is_retryable(
     assert item.status == "pending"
     assert item.last_error is not None
     assert "smtp unavailable" in item.last_error
+
+
+async def test_a_repeated_send_is_the_same_mail_to_the_customer(
+    email_rt: Runtime, smtp_server: tuple[Recorder, int]
+) -> None:
+    """At-least-once delivery (a crash between SMTP and recording) may send a mail twice: both
+    copies carry one Message-ID, on any instance (keyed by WEBHOOK_SECRET), so the customer's
+    client shows one mail. Another message gets another id."""
+    recorder, _ = smtp_server
+    first = EmailChannel.from_settings(email_rt.settings, email_rt.db)
+    other_instance = EmailChannel.from_settings(email_rt.settings, email_rt.db)
+    assert first is not None
+    assert other_instance is not None
+    msg = OutboundMessage(
+        channel="email", message_id=41, conversation_id=7, recipient="ana@example.com", text="Hola"
+    )
+    a = await first.send(msg)
+    b = await other_instance.send(msg)
+    c = await first.send(msg.model_copy(update={"message_id": 42}))
+    ids = [m["Message-ID"].strip("<>") for _, _, m in recorder.messages]
+    assert ids == [a.external_id, b.external_id, c.external_id]
+    assert ids[0] == ids[1]
+    assert ids[2] != ids[0]
+    # Keyed: the id is not derivable from the numbers alone.
+    unkeyed = EmailChannel.from_settings(
+        email_rt.settings.model_copy(update={"webhook_secret": None}), email_rt.db
+    )
+    assert unkeyed is not None
+    assert (await unkeyed.send(msg)).external_id != ids[0]

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import CallbackRequest, Conversation, Message
 from router import flows, sla, timers
+from router.db import log_job_failure
 from router.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -337,6 +338,6 @@ async def run_scheduler(rt: Runtime, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             await fire_due_callbacks(rt)
-        except Exception:
-            log.exception("callback scheduler batch failed")
+        except Exception as exc:
+            log_job_failure(log, "callback scheduler batch", exc)
         await rt.sla_wake.wait(rt.settings.worker_poll_s)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -15,6 +19,64 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+# SQLSTATE classes that mean "the server is not there right now", not "your query is wrong":
+# 08 connection exceptions, 57P operator intervention (admin/crash shutdown, cannot connect
+# now: shutting down or starting up), 53 insufficient resources (too many connections).
+_UNAVAILABLE_SQLSTATES = ("08", "57P", "53")
+_NETWORK_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EPIPE,
+        errno.ETIMEDOUT,
+        errno.ENETDOWN,
+        errno.ENETUNREACH,
+        errno.EHOSTDOWN,
+        errno.EHOSTUNREACH,
+    }
+)
+# A connect() that neither succeeds nor fails (a black-holed server) must not hang requests.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """True when `error` means the database is unreachable or going away (an outage: answer
+    503 and retry later), false for errors a retry would not fix (bad SQL, constraints).
+
+    SQLAlchemy wraps driver errors inconsistently (a refused connect is a bare OSError, a
+    server shutting down a plain DBAPIError), so the whole cause chain is inspected.
+    """
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, exc.DBAPIError) and e.connection_invalidated:
+            return True
+        if isinstance(e, exc.OperationalError | exc.DisconnectionError | exc.TimeoutError):
+            return True  # exc.TimeoutError: the pool had no connection to give in time
+        if isinstance(e, ConnectionError | TimeoutError | socket.gaierror):
+            return True
+        if isinstance(e, OSError) and e.errno in _NETWORK_ERRNOS:
+            return True
+        sqlstate = getattr(e, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+        if type(e).__name__ == "InterfaceError" and "connection is closed" in str(e):
+            return True  # asyncpg: an operation on a connection the server dropped
+        orig = getattr(e, "orig", None)
+        e = orig if isinstance(orig, BaseException) else (e.__cause__ or e.__context__)
+    return False
+
+
+def log_job_failure(logger: logging.Logger, job: str, error: BaseException) -> None:
+    """A background job's failed round: during a database outage one warning line per poll
+    (the loop retries by itself), a full traceback for anything else."""
+    if is_unavailable(error):
+        logger.warning("%s: database unavailable", job, extra={"error": type(error).__name__})
+    else:
+        logger.error("%s failed", job, exc_info=error)
 
 
 def is_sqlite(url: str) -> bool:
@@ -25,7 +87,10 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     # Never put bound parameters (message text, token hashes) into error messages or logs.
     kwargs.setdefault("hide_parameters", True)
     if not is_sqlite(url):
+        # Pre-ping: after a database restart, pooled connections are dead; replace them at
+        # checkout instead of failing the first request on each.
         kwargs.setdefault("pool_pre_ping", True)
+        kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT_S, **kwargs.get("connect_args", {})}
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
         return create_async_engine(url, **kwargs)
@@ -83,7 +148,11 @@ class Database:
                     await session.execute(text("NOTIFY careline"))
                 await session.commit()
             except BaseException:
-                await session.rollback()
+                # On a dead connection the rollback fails too; never let that replace the
+                # error that tells the caller what happened (an outage is a 503, not a 500).
+                # The pool discards a connection whose reset fails.
+                with contextlib.suppress(Exception):
+                    await session.rollback()
                 raise
         for hook in self.after_commit:
             hook()

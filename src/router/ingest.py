@@ -133,7 +133,7 @@ async def _resolve_conversation(
             .limit(1)
         )
         if conv_id is not None:
-            conv = await session.get(Conversation, conv_id)
+            conv = await session.get(Conversation, conv_id, with_for_update=True)
             if conv is not None and conv.status in ("open", "pending"):
                 return conv, "thread"
             if conv is not None and conv.status == "resolved" and _within(conv, now, window):
@@ -158,6 +158,9 @@ async def _resolve_conversation(
             Conversation.id.desc(),
         )
         .limit(1)
+        # Locked (PostgreSQL) until commit: routing writes queue and priority from this row,
+        # which must not overwrite a concurrent SLA escalation with a stale read.
+        .with_for_update()
     )
     if conv is not None and conv.status != "resolved":
         return conv, "open"

@@ -22,6 +22,7 @@ from channels.base import DeliveryError
 from models import Attachment, ContactIdentity, Conversation, Message, OutboxItem
 from models.messages import IDENTITY_KIND, AttachmentRef, DeliveryResult, OutboundMessage
 from router import flows, metrics
+from router.db import log_job_failure
 from router.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,8 @@ class OutboxWorker:
         while not stop.is_set():
             try:
                 n = await self.run_once()
-            except Exception:
-                log.exception("outbox batch failed")
+            except Exception as exc:
+                log_job_failure(log, "outbox batch", exc)
                 n = 0
             if n == 0:
                 await self.rt.outbox_wake.wait(self.rt.settings.worker_poll_s)

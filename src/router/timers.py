@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import Conversation, Event, Queue, SlaTimer
 from models.schemas import SlaRead
 from router import assignment, flows, metrics, sla
+from router.db import log_job_failure
 from router.runtime import Runtime
 from router.sla import BusinessCalendar
 
@@ -255,8 +256,8 @@ class SlaScheduler:
         while not stop.is_set():
             try:
                 n = await self.run_once()
-            except Exception:
-                log.exception("sla scheduler batch failed")
+            except Exception as exc:
+                log_job_failure(log, "sla scheduler batch", exc)
                 n = 0
             if n < self.batch:
                 await self.rt.sla_wake.wait(await self._idle_for())

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from models import Agent, Conversation, OutboxItem, Queue
 from router import assignment, metrics
+from router.db import log_job_failure
 from router.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class Sweeper:
         while not stop.is_set():
             try:
                 await self.run_once()
-            except Exception:
-                log.exception("sweep failed")
+            except Exception as exc:
+                log_job_failure(log, "sweep", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.every_s)

@@ -24,6 +24,7 @@ from channels.email.adapter import EmailChannel
 from channels.webchat.feed import SHOWN
 from models import ContactIdentity, Conversation, Message
 from router import flows
+from router.db import log_job_failure
 from router.errors import Conflict
 from router.runtime import Runtime
 
@@ -118,7 +119,7 @@ async def run_fallback(rt: Runtime, stop: asyncio.Event) -> None:
             n = await mail_unseen_replies(rt)
             if n:
                 log.info("webchat fallback: %d reply copies mailed", n)
-        except Exception:
-            log.exception("webchat fallback sweep failed")
+        except Exception as exc:
+            log_job_failure(log, "webchat fallback sweep", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), POLL_S)

@@ -8,12 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Agent
 from models.schemas import MAX_ID
 from router.auth import Principal, hash_token
+from router.db import is_unavailable
 from router.errors import Forbidden, Unauthorized, Unavailable
 from router.runtime import Runtime
 
@@ -33,15 +33,11 @@ async def get_session(rt: RuntimeDep) -> AsyncIterator[AsyncSession]:
     try:
         async with rt.db.session() as session:
             yield session
-    except (OperationalError, DBAPIError, OSError) as exc:
+    except Exception as exc:
         # A database outage must answer 503 so webhook providers retry, never 500.
-        if (
-            isinstance(exc, DBAPIError)
-            and not exc.connection_invalidated
-            and not isinstance(exc, OperationalError)
-        ):
-            raise
-        raise Unavailable("the database is unavailable; retry later") from exc
+        if is_unavailable(exc):
+            raise Unavailable("the database is unavailable; retry later") from exc
+        raise
 
 
 # scope="function": FastAPI (0.118+) otherwise runs a yield dependency's exit, our commit,

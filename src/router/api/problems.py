@@ -8,8 +8,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from router.db import is_unavailable
 from router.errors import RouterError
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,23 @@ def install(app: FastAPI) -> None:
         titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}
         return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail))
 
+    # Registered for the exact types (not only via `Exception`): Starlette re-raises whatever
+    # reaches the catch-all handler, so an outage would log a traceback per request.
+    @app.exception_handler(SQLAlchemyError)
+    @app.exception_handler(OSError)
+    async def _database(_req: Request, exc: Exception) -> JSONResponse:
+        return _unavailable_or_500(exc)
+
     @app.exception_handler(Exception)
     async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error", exc_info=exc)
-        return problem(500, "Internal error", "an unexpected error occurred; it has been logged")
+        return _unavailable_or_500(exc)
+
+
+def _unavailable_or_500(exc: Exception) -> JSONResponse:
+    """A database outage is a 503 with Retry-After (webhook senders retry it), never a 500:
+    the error reached us from a query or a connect, wherever in the request it happened."""
+    if is_unavailable(exc):
+        log.warning("database unavailable", extra={"error": type(exc).__name__})
+        return problem(503, "Service unavailable", "the database is unavailable; retry later")
+    log.error("unhandled error", exc_info=exc)
+    return problem(500, "Internal error", "an unexpected error occurred; it has been logged")

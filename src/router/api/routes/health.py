@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -7,6 +9,8 @@ from router.api.deps import RuntimeDep
 from router.api.problems import problem
 
 api_router = APIRouter(tags=["health"])
+# A probe must answer within its own timeout: a database that does not answer is not ready.
+READY_TIMEOUT_S = 3.0
 
 
 @api_router.get("/healthz")
@@ -19,7 +23,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(rt: RuntimeDep) -> dict[str, str] | Response:
     """Ready to take traffic: the database answers."""
     try:
-        await rt.db.ping()
+        await asyncio.wait_for(rt.db.ping(), READY_TIMEOUT_S)
     except Exception:
         return problem(503, "Not ready", "database unreachable")
     return {"status": "ready", "database": rt.db.dialect}

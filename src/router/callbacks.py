@@ -333,7 +333,7 @@ async def fire_due_callbacks(rt: Runtime, *, batch: int = 200) -> int:
 
 async def run_scheduler(rt: Runtime, stop: asyncio.Event) -> None:
     """The worker loop for the app's lifespan: fire due callbacks, then wait for the poll
-    interval (or an earlier commit, which wakes `sla_wake`). A breach that falls due between
+    interval (`sla_wake` only cuts it short at shutdown). A breach that falls due between
     polls is recorded at most `worker_poll_s` late, and still only once."""
     while not stop.is_set():
         try:

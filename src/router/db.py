@@ -118,6 +118,16 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return engine
 
 
+# What a commit can wake: live event streams and web chat sockets, and the outbox worker.
+# (The SLA scheduler sleeps until its next deadline: a timer is never due at once.)
+WAKE_TOPICS = frozenset({"events", "outbox"})
+
+
+def wake_after_commit(session: AsyncSession, *topics: str) -> None:
+    """Once this unit of work commits, wake `topics` here and on every instance."""
+    session.info.setdefault("wake", set()).update(topics)
+
+
 class Database:
     """Owns the engine; hands out units of work and runs hooks after each commit."""
 
@@ -125,7 +135,8 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
-        self.after_commit: list[Callable[[], None]] = []
+        # Called after each commit that asked to wake something, with what (`wake_after_commit`).
+        self.after_commit: list[Callable[[frozenset[str]], None]] = []
         # SQLite has one writer at a time. Queueing units of work here is first-come,
         # first-served; leaving it to SQLite's busy handler makes waiters sleep-poll (p99 in
         # seconds under load). Never open a unit of work inside another one.
@@ -143,9 +154,13 @@ class Database:
         async with self._serial(), self.sessionmaker() as session:
             try:
                 yield session
-                if session.info.pop("notify", False) and self.dialect == "postgresql":
+                topics = frozenset(session.info.pop("wake", ()))
+                if topics and self.dialect == "postgresql":
                     # Delivered at commit, to every instance's listener (router.notify).
-                    await session.execute(text("NOTIFY careline"))
+                    await session.execute(
+                        text("SELECT pg_notify('careline', :topics)"),
+                        {"topics": ",".join(sorted(topics))},
+                    )
                 await session.commit()
             except BaseException:
                 # On a dead connection the rollback fails too; never let that replace the
@@ -154,8 +169,9 @@ class Database:
                 with contextlib.suppress(Exception):
                     await session.rollback()
                 raise
-        for hook in self.after_commit:
-            hook()
+        if topics:
+            for hook in self.after_commit:
+                hook(topics)
 
     @asynccontextmanager
     async def _serial(self) -> AsyncIterator[None]:

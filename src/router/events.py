@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Conversation, Event
+from router.db import wake_after_commit
 
 
 async def record(
@@ -40,7 +41,7 @@ async def record(
     )
     # No flush: events are inserted together with the next flush or the commit.
     session.add(ev)
-    session.info["notify"] = True  # wake other instances when this commits (router.notify)
+    wake_after_commit(session, "events")  # streams here and on other instances
     return ev
 
 

@@ -27,6 +27,7 @@ from models import (
 )
 from models.messages import IDENTITY_KIND
 from router import assignment, callbacks, events, rules, timers, wait
+from router.db import wake_after_commit
 from router.errors import Conflict
 from router.runtime import Runtime
 
@@ -313,6 +314,7 @@ async def enqueue_outbound(
     )
     conv.last_outbound_at = now
     conv.updated_at = now
+    wake_after_commit(session, "outbox")
     await session.flush()
     await conv_event(
         session,

@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from router.db import CONNECT_TIMEOUT_S
+from router.db import CONNECT_TIMEOUT_S, WAKE_TOPICS
 from router.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -40,10 +40,13 @@ async def listen(
     if rt.db.dialect != "postgresql":
         return
 
-    def on_notify(*_args: Any) -> None:
-        rt.events.wake()
-        rt.outbox_wake.wake()
-        rt.sla_wake.wake()
+    def on_notify(
+        _conn: Any = None, _pid: Any = None, _channel: Any = None, payload: Any = ""
+    ) -> None:
+        # The payload names what the commit concerns; an empty one (an operator's bare
+        # `NOTIFY careline`) wakes everything.
+        topics = frozenset(str(payload).split(",")) if payload else WAKE_TOPICS
+        rt.wake(topics)
 
     # Named, so operators (and the fault tests) can see each instance's listener in
     # pg_stat_activity.

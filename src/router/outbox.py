@@ -22,7 +22,7 @@ from channels.base import DeliveryError
 from models import Attachment, ContactIdentity, Conversation, Message, OutboxItem
 from models.messages import IDENTITY_KIND, AttachmentRef, DeliveryResult, OutboundMessage
 from router import flows, metrics
-from router.db import log_job_failure
+from router.db import log_job_failure, wake_after_commit
 from router.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -237,6 +237,7 @@ async def retry_dead(rt: Runtime, outbox_id: int) -> bool:
             .where(OutboxItem.id == outbox_id, OutboxItem.status == "dead")
             .values(status="pending", attempts=0, next_attempt_at=rt.now())
         )
+        wake_after_commit(session, "outbox")
         return bool(res.rowcount)  # type: ignore[attr-defined]
 
 

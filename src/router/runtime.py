@@ -26,8 +26,15 @@ class Runtime:
     clock: Callable[[], datetime] = utcnow
 
     def __post_init__(self) -> None:
-        # After every commit, wake live streams and the workers instead of waiting a poll.
-        self.db.after_commit.extend([self.events.wake, self.outbox_wake.wake, self.sla_wake.wake])
+        # After a commit, wake what it concerns instead of waiting for a poll.
+        self.db.after_commit.append(self.wake)
 
     def now(self) -> datetime:
         return self.clock()
+
+    def wake(self, topics: frozenset[str]) -> None:
+        """Wake the waiters of `topics` (after a commit here, or a NOTIFY from elsewhere)."""
+        if "events" in topics:
+            self.events.wake()
+        if "outbox" in topics:
+            self.outbox_wake.wake()

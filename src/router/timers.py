@@ -263,8 +263,9 @@ class SlaScheduler:
                 await self.rt.sla_wake.wait(await self._idle_for())
 
     async def _idle_for(self) -> float:
-        """Sleep until the next timer is due, at most one poll interval (other instances or
-        new conversations may arm earlier timers; a commit here wakes us sooner)."""
+        """Sleep until the next timer is due, at most one poll interval: other instances or
+        new conversations may arm earlier timers. (Commits do not wake the scheduler: a new
+        timer is due minutes ahead, and waking on every commit cost two transactions each.)"""
         poll = self.rt.settings.worker_poll_s
         try:
             async with self.rt.db.session() as session:

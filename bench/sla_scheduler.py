@@ -8,18 +8,25 @@ process on the real clock until every due timer has fired, and reports fire late
 (breach event time − deadline) percentiles and the scheduler CPU time. Not a test.
 
     python bench/sla_scheduler.py --n 100000 --window 300 --instances 2
+
+`--fire F` lets only F of the N first-response deadlines fall in the window (the rest stay
+armed, due in a day): N open conversations with deadlines coming due at F/window per second.
+`--json` prints the figures as one JSON object on the last line instead of the table row
+(bench/scale.py runs it that way).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import subprocess
 import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 from pydantic import SecretStr
@@ -30,7 +37,7 @@ from router.settings import Settings
 from router.timers import SlaScheduler
 
 
-async def seed(dsn: str, n: int, start: datetime, window: float) -> None:
+async def seed(dsn: str, n: int, start: datetime, window: float, fire: int) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         qid = await conn.fetchval("SELECT id FROM queues WHERE name = 'first_line'")
@@ -63,11 +70,17 @@ async def seed(dsn: str, n: int, start: datetime, window: float) -> None:
         )
         timers = []
         for i in range(1, n + 1):
-            due = start + timedelta(seconds=window * (i - 1) / max(1, n - 1))
-            # already warned, so each one fires exactly one event: the breach
-            timers.append(
-                (2 * i - 1, i, "first_response", "warned", now, due, None, 900.0, due, now)
-            )
+            if i <= fire:
+                due = start + timedelta(seconds=window * (i - 1) / max(1, fire - 1))
+                # already warned, so each one fires exactly one event: the breach
+                timers.append(
+                    (2 * i - 1, i, "first_response", "warned", now, due, None, 900.0, due, now)
+                )
+            else:  # armed, not due during the run
+                due, warn = now + timedelta(days=1), now + timedelta(hours=20)
+                timers.append(
+                    (2 * i - 1, i, "first_response", "running", now, due, warn, 900.0, warn, now)
+                )
             far = now + timedelta(days=2)
             timers.append((2 * i, i, "resolution", "running", now, far, far, 86400.0, far, now))
         await conn.copy_records_to_table(
@@ -96,7 +109,10 @@ async def seed(dsn: str, n: int, start: datetime, window: float) -> None:
         await conn.close()
 
 
-async def run(url: str, dsn: str, n: int, window: float, instances: int, lead: float) -> None:
+async def run(
+    url: str, dsn: str, n: int, window: float, instances: int, lead: float, fire: int | None = None
+) -> dict[str, Any]:
+    fire = n if fire is None else min(fire, n)
     settings = Settings(
         database_url=url, admin_token=SecretStr("x"), run_workers=False, _env_file=None
     )  # type: ignore[call-arg]
@@ -104,9 +120,10 @@ async def run(url: str, dsn: str, n: int, window: float, instances: int, lead: f
     await sync_queues(rt)
     start = datetime.now(UTC) + timedelta(seconds=lead)
     t0 = time.perf_counter()
-    await seed(dsn, n, start, window)
+    await seed(dsn, n, start, window, fire)
+    seed_s = time.perf_counter() - t0
     print(
-        f"seeded {n} conversations / {2 * n} timers in {time.perf_counter() - t0:.1f}s", flush=True
+        f"seeded {n} conversations / {2 * n} timers in {seed_s:.1f}s", file=sys.stderr, flush=True
     )
     stop = asyncio.Event()
     cpu0 = time.process_time()
@@ -115,7 +132,9 @@ async def run(url: str, dsn: str, n: int, window: float, instances: int, lead: f
     deadline = time.monotonic() + lead + window + 600
     while time.monotonic() < deadline:
         left = await conn.fetchval(
-            "SELECT count(*) FROM sla_timers WHERE kind = 'first_response' AND state <> 'breached'"
+            "SELECT count(*) FROM sla_timers WHERE kind = 'first_response' "
+            "AND state <> 'breached' AND due_at <= $1",
+            start + timedelta(seconds=window),
         )
         if left == 0:
             break
@@ -136,10 +155,31 @@ async def run(url: str, dsn: str, n: int, window: float, instances: int, lead: f
     await rt.db.dispose()
     late = sorted((r["created_at"] - r["due"]).total_seconds() for r in rows)
     q = statistics.quantiles(late, n=100)
-    print(
-        f"| {n:,} | {window:.0f} s | {instances} | {len(rows):,} | {per_timer} | "
-        f"{q[49] * 1000:.0f} ms | {q[98] * 1000:.0f} ms | {late[-1] * 1000:.0f} ms | "
-        f"{cpu:.1f} s ({cpu / max(1, len(rows)) * 1e3:.2f} ms/timer) |"
+    return {
+        "n": n,
+        "fire": fire,
+        "window_s": window,
+        "instances": instances,
+        "seed_s": round(seed_s, 1),
+        "fired": len(rows),
+        "fired_twice": per_timer,
+        "lateness_ms": {
+            "p50": round(q[49] * 1000, 1),
+            "p99": round(q[98] * 1000, 1),
+            "max": round(late[-1] * 1000, 1),
+        },
+        "cpu_s": round(cpu, 1),
+        "cpu_ms_per_timer": round(cpu / max(1, len(rows)) * 1e3, 2),
+    }
+
+
+def table_row(r: dict[str, Any]) -> str:
+    late = r["lateness_ms"]
+    n = f"{r['n']:,}" if r["fire"] == r["n"] else f"{r['n']:,} ({r['fire']:,} due)"
+    return (
+        f"| {n} | {r['window_s']:.0f} s | {r['instances']} | {r['fired']:,} | "
+        f"{r['fired_twice']} | {late['p50']:.0f} ms | {late['p99']:.0f} ms | "
+        f"{late['max']:.0f} ms | {r['cpu_s']:.1f} s ({r['cpu_ms_per_timer']:.2f} ms/timer) |"
     )
 
 
@@ -150,6 +190,8 @@ def main() -> int:
     ap.add_argument("--instances", type=int, default=2)
     ap.add_argument("--lead", type=float, default=5.0, help="seconds before the first deadline")
     ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--fire", type=int, help="deadlines inside the window (default: all N)")
+    ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = ap.parse_args()
     name = f"careline_bench_{uuid.uuid4().hex[:8]}"
     subprocess.run(
@@ -158,7 +200,7 @@ def main() -> int:
     url = f"postgresql+asyncpg://postgres@{args.host}/{name}"
     try:
         upgrade(url)
-        asyncio.run(
+        result = asyncio.run(
             run(
                 url,
                 f"postgresql://postgres@{args.host}/{name}",
@@ -166,6 +208,7 @@ def main() -> int:
                 args.window,
                 args.instances,
                 args.lead + args.n / 20000,
+                args.fire,
             )
         )
     finally:
@@ -181,6 +224,7 @@ def main() -> int:
             ],
             check=False,
         )
+    print(json.dumps(result) if args.json else table_row(result))
     return 0
 
 

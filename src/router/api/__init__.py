@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,6 +49,11 @@ def create_app(
         await sync_queues(rt)
         # Load the language models now (about 2 s) rather than on the first customer message.
         await asyncio.to_thread(language.warm_up)
+        # Start-up leaves ~300k long-lived objects (routes, policy, models, SQLAlchemy's
+        # caches). Frozen, the collector stops re-scanning them: a full collection took
+        # ~160 ms (a p99 ack stall) and now scans only what requests create.
+        gc.collect()
+        gc.freeze()
         stop = asyncio.Event()
         # Every instance listens (API instances serve streams and sockets too).
         tasks: list[asyncio.Task[None]] = [

@@ -6,6 +6,7 @@ is set; otherwise they are stored for the app to pull (`GET /api/v1/inbound/mess
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from typing import ClassVar
@@ -72,15 +73,28 @@ def sign(secret: str, body: bytes) -> str:
     return hmac_sha256_header(secret, body)
 
 
+# httpx's timeout bounds each step (connect, every single read), not the call: a back-end
+# that trickles its answer a byte at a time never trips it and would hold the outbox worker
+# for as long as it likes. The whole callback gets this deadline, well inside the outbox
+# lease (60 s), so a slow back-end costs one retry, never a stuck worker or a double send.
+CALLBACK_DEADLINE_S = 15.0
+
+
 class AppChannel:
     name: ClassVar[ChannelName] = "app"
 
     def __init__(
-        self, callback_url: str | None, secret: str | None, client: httpx.AsyncClient | None = None
+        self,
+        callback_url: str | None,
+        secret: str | None,
+        client: httpx.AsyncClient | None = None,
+        *,
+        deadline_s: float = CALLBACK_DEADLINE_S,
     ) -> None:
         self._url = callback_url
         self._secret = secret
         self._client = client or httpx.AsyncClient(timeout=10)
+        self.deadline_s = deadline_s
 
     async def send(self, msg: OutboundMessage) -> DeliveryResult:
         if not self._url:
@@ -98,7 +112,13 @@ class AppChannel:
         if self._secret:
             headers["X-Careline-Signature"] = sign(self._secret, body)
         try:
-            resp = await self._client.post(self._url, content=body, headers=headers)
+            async with asyncio.timeout(self.deadline_s):
+                resp = await self._client.post(self._url, content=body, headers=headers)
+        except TimeoutError as exc:
+            raise DeliveryError(
+                f"app callback: no complete answer within {self.deadline_s:g} s (timeout)",
+                retryable=True,
+            ) from exc
         except httpx.HTTPError as exc:
             raise DeliveryError(f"app callback: {type(exc).__name__}", retryable=True) from exc
         if resp.status_code == 429 or resp.status_code >= 500:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -50,11 +51,18 @@ class Claimed:
 
 
 class OutboxWorker:
-    def __init__(self, rt: Runtime, *, batch: int = 20) -> None:
+    """Claims due items and delivers each as its own task, up to `max_inflight` at once: a
+    channel that hangs holds only its own sends (until the send deadline), never the rest."""
+
+    def __init__(self, rt: Runtime, *, batch: int = 20, max_inflight: int = 100) -> None:
         self.rt = rt
         self.batch = batch
+        self.max_inflight = max_inflight
+        # Under the lease, so a send that outlives it is cut and retried, not sent twice by
+        # another worker that took the expired lease.
+        self.send_deadline_s = rt.settings.outbox_lease_s * 0.8
 
-    async def claim(self) -> list[Claimed]:
+    async def claim(self, limit: int | None = None) -> list[Claimed]:
         rt = self.rt
         now = rt.now()
         lease = timedelta(seconds=rt.settings.outbox_lease_s)
@@ -66,7 +74,7 @@ class OutboxWorker:
                     OutboxItem.next_attempt_at <= now,
                 )
                 .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
-                .limit(self.batch)
+                .limit(limit or self.batch)
             )
             if rt.db.dialect == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
@@ -91,14 +99,37 @@ class OutboxWorker:
         return len(claimed)
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                n = await self.run_once()
-            except Exception as exc:
-                log_job_failure(log, "outbox batch", exc)
-                n = 0
-            if n == 0:
-                await self.rt.outbox_wake.wait(self.rt.settings.worker_poll_s)
+        inflight: set[asyncio.Task[None]] = set()
+        poll = self.rt.settings.worker_poll_s
+        try:
+            while not stop.is_set():
+                free = self.max_inflight - len(inflight)
+                if free <= 0:
+                    await asyncio.wait(inflight, timeout=poll, return_when=FIRST_COMPLETED)
+                    continue
+                limit = min(self.batch, free)
+                try:
+                    claimed = await self.claim(limit)
+                except Exception as exc:
+                    log_job_failure(log, "outbox batch", exc)
+                    claimed = []
+                for c in claimed:
+                    task = asyncio.create_task(self._deliver_logged(c))
+                    inflight.add(task)
+                    task.add_done_callback(inflight.discard)
+                if len(claimed) < limit:  # nothing more due now
+                    await self.rt.outbox_wake.wait(poll)
+        finally:
+            # Shutdown: unfinished sends keep their lease and are retried after it.
+            for task in inflight:
+                task.cancel()
+            await asyncio.gather(*inflight, return_exceptions=True)
+
+    async def _deliver_logged(self, c: Claimed) -> None:
+        try:
+            await self._deliver(c)
+        except Exception as exc:  # e.g. the database went away while recording
+            log_job_failure(log, "outbox delivery", exc)
 
     async def _load(self, c: Claimed) -> OutboundMessage | None:
         async with self.rt.db.session() as session:
@@ -134,9 +165,14 @@ class OutboxWorker:
             error = DeliveryError(f"channel {c.channel} is not configured", retryable=False)
         else:
             try:
-                result = await adapter.send(out)
+                async with asyncio.timeout(self.send_deadline_s):
+                    result = await adapter.send(out)
             except DeliveryError as exc:
                 error = exc
+            except TimeoutError:
+                error = DeliveryError(
+                    f"no answer within {self.send_deadline_s:.0f} s", retryable=True
+                )
             except Exception as exc:  # an adapter bug must not kill the worker; retry it
                 log.exception("channel send crashed", extra={"channel": c.channel})
                 error = DeliveryError(f"unexpected {type(exc).__name__}", retryable=True)

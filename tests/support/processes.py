@@ -58,9 +58,9 @@ class Instance:
 
 
 async def wait_ready(
-    base: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None
+    base: str, within_s: float = 60.0, proc: subprocess.Popen[bytes] | None = None
 ) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within_s
     async with httpx.AsyncClient(base_url=base, timeout=2) as client:
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
@@ -69,7 +69,7 @@ async def wait_ready(
                 if (await client.get("/readyz")).status_code == 200:
                     return
             await asyncio.sleep(0.1)
-    raise TimeoutError(f"{base} not ready after {timeout} s")
+    raise TimeoutError(f"{base} not ready after {within_s} s")
 
 
 def migrate(url: str) -> None:
@@ -88,13 +88,7 @@ async def start_instance(
     """Start `careline serve` (already-migrated database) and wait for /readyz."""
     port = port or free_port()
     log_path = log_dir / f"careline-{role}-{port}.log"
-    with log_path.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "router.cli", "serve", "--port", str(port), "--role", role],
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = _spawn(env, log_path, port, role)
     inst = Instance(proc, f"http://127.0.0.1:{port}", log_path, role)
     try:
         await wait_ready(inst.base, proc=proc)
@@ -102,6 +96,17 @@ async def start_instance(
         inst.kill()
         raise
     return inst
+
+
+def _spawn(env: dict[str, str], log_path: Path, port: int, role: str) -> subprocess.Popen[bytes]:
+    """fork + exec returns at once; the wait for readiness is async (`wait_ready`)."""
+    with log_path.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "router.cli", "serve", "--port", str(port), "--role", role],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 @contextlib.asynccontextmanager

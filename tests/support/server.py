@@ -8,6 +8,7 @@ import socket
 from collections.abc import AsyncIterator
 
 import uvicorn
+from aiohttp import web
 from fastapi import FastAPI
 
 
@@ -36,3 +37,16 @@ async def serve(app: FastAPI, port: int | None = None) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+async def serve_aiohttp(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Start a stand-in aiohttp app on 127.0.0.1; returns its runner (to clean up) and base URL.
+
+    A socket bound to port 0 first: the OS picks a free port, no race with other tests.
+    """
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    await web.SockSite(runner, sock).start()
+    return runner, f"http://127.0.0.1:{sock.getsockname()[1]}"

@@ -22,6 +22,8 @@ from typing import Any
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
+from tests.support.server import serve_aiohttp
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -66,12 +68,7 @@ class AppCallbackReceiver:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/callback/{via}", self._callback)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))  # the OS picks the port: no race with other tests
-        await web.SockSite(self._runner, sock).start()
-        self.base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        self._runner, self.base = await serve_aiohttp(app)
         return self.base
 
     async def stop(self) -> None:

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from router.db import is_unavailable
 from router.errors import RouterError
@@ -55,6 +56,13 @@ def install(app: FastAPI) -> None:
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
         titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}
         return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_req: Request, _exc: ClientDisconnect) -> JSONResponse:
+        # The client hung up while sending its body: nothing was stored and nobody reads the
+        # answer. Not a server error (no ERROR log); a provider that cared will retry.
+        log.info("client disconnected before its request body arrived")
+        return problem(400, "Client disconnected", "the request body was not received")
 
     # Registered for the exact types (not only via `Exception`): Starlette re-raises whatever
     # reaches the catch-all handler, so an outage would log a traceback per request.

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any
 
 from sqlalchemy import text
 
 from router.api import create_app
 from router.runtime import Runtime
-from tests.conftest import ADMIN_TOKEN
+from tests.support import asgi
 
 
 async def committed_inbound(rt: Runtime, external_id: str) -> int:
@@ -34,40 +33,10 @@ async def test_response_starts_after_the_commit(rt: Runtime) -> None:
     body = json.dumps(
         {"contact": {"external_id": "u1"}, "message": {"external_id": "m-durable", "text": "hola"}}
     ).encode()
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/api/v1/inbound",
-        "raw_path": b"/api/v1/inbound",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"careline.test"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"authorization", f"Bearer {ADMIN_TOKEN}".encode()),
-        ],
-        "client": ("127.0.0.1", 5000),
-        "server": ("careline.test", 80),
-        "state": {},
-    }
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
-
     at_start: list[tuple[int, int]] = []
 
-    async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            at_start.append((message["status"], await committed_inbound(rt, "m-durable")))
+    async def on_start(status: int) -> None:
+        at_start.append((status, await committed_inbound(rt, "m-durable")))
 
-    await app(scope, receive, send)
+    await asgi.post(app, "/api/v1/inbound", [body], on_start=on_start)
     assert at_start == [(200, 1)]

@@ -58,13 +58,6 @@ class BatchResult(BaseModel):
     rejected: list[BatchRejected]
 
 
-async def _body(request: Request, rt: Runtime) -> bytes:
-    body = await request.body()
-    if len(body) > rt.settings.max_body_bytes:
-        raise PayloadTooLarge("request body too large")
-    return body
-
-
 def _phone(rt: Runtime) -> PhoneNormaliser:
     region = rt.settings.default_region
     return lambda raw: e164(raw, region)
@@ -74,7 +67,7 @@ def _phone(rt: Runtime) -> PhoneNormaliser:
 async def twilio_callback(request: Request, rt: RuntimeDep, session: SessionDep) -> TwilioAck:
     """A Twilio Voice status callback; 403 on a bad signature, 404 when not configured."""
     token = configured(rt.settings.twilio_auth_token, "Twilio calls")
-    body = await _body(request, rt)
+    body = await request.body()  # size: BodyLimitMiddleware
     try:
         pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError as exc:
@@ -111,7 +104,7 @@ async def generic_call_log(
 ) -> CallStored | BatchResult:
     """One generic call record or a batch (JSON array), signed with `X-Careline-Signature`."""
     secret = configured(rt.settings.webhook_secret, "calls")
-    body = await _body(request, rt)
+    body = await request.body()  # size: BodyLimitMiddleware
     verify_careline_signature(secret, body, request.headers.get("x-careline-signature"))
     try:
         payload: Any = json.loads(body)

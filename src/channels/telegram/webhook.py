@@ -18,7 +18,7 @@ from channels.telegram.normalise import FILE_URL_PREFIX
 from models import Attachment, Message
 from router import service
 from router.api.deps import AgentDep, IdPath, RuntimeDep, SessionDep
-from router.errors import ConversationNotFound, NotFound, PayloadTooLarge, Unavailable
+from router.errors import ConversationNotFound, NotFound, Unavailable
 from router.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,6 @@ async def telegram_webhook(
     """One Bot API `Update`. Answers 200 once the update is stored (or ignored); a redelivery
     changes nothing. The greeting and button answers go out after the commit."""
     body = await request.body()
-    if len(body) > rt.settings.max_body_bytes:
-        raise PayloadTooLarge("request body too large")
     try:
         upd = Update.model_validate_json(body)
     except ValidationError:

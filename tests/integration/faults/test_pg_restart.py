@@ -391,7 +391,13 @@ async def test_postgres_restart_under_load(pg_admin_url: str, tmp_path: Path) ->
             try:
                 async with (
                     asyncio.timeout(TEST_BOUND_S),
-                    httpx.AsyncClient(base_url=inst.base, timeout=REQUEST_TIMEOUT_S) as client,
+                    httpx.AsyncClient(
+                        base_url=inst.base,
+                        timeout=REQUEST_TIMEOUT_S,
+                        # Under uvicorn's 5 s keep-alive: never reuse a connection the server
+                        # is closing as idle (a client-side race that surfaces as a ReadError).
+                        limits=httpx.Limits(keepalive_expiry=1.0),
+                    ) as client,
                 ):
                     for mode in ("fast", "immediate"):
                         await outage(mode, pg, client, inst, receiver)

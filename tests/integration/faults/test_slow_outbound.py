@@ -101,7 +101,12 @@ async def stack(db_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
     inst: Instance | None = None
     try:
         inst = await start_instance(env, tmp_path)
-        async with httpx.AsyncClient(base_url=inst.base, timeout=INGEST_BOUND_S) as http:
+        async with httpx.AsyncClient(
+            base_url=inst.base,
+            timeout=INGEST_BOUND_S,
+            # Under uvicorn's 5 s keep-alive: never reuse a connection the server is closing.
+            limits=httpx.Limits(keepalive_expiry=1.0),
+        ) as http:
             yield Stack(inst, standin, db, db_url, http)
     finally:
         # Release whatever the stand-in still holds, so the instance shuts down cleanly; stop

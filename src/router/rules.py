@@ -72,6 +72,9 @@ class RoutingDecision:
     language: str | None
     crisis: bool
     changed: bool  # queue or priority differ from the conversation's current ones
+    # An urgent medical red flag (stroke, anaphylaxis, ...): second line, urgent, and an
+    # acknowledgement that says "call the emergency number now", never a wait estimate.
+    urgent_medical: bool = False
 
 
 def route(

@@ -19,6 +19,9 @@ _LANGUAGES: tuple[Language, ...] = (
     Language.GERMAN,
 )
 MIN_LETTERS = 3
+# The opening of a message says its language; reading more only costs time (lingua is linear
+# but slow per character), so detection reads at most this much.
+MAX_DETECT_CHARS = 1000
 # lingua's confidences on a 3-word message are spread out ("hola": es 0.31, pt 0.21); accept the
 # top language when it is either clearly confident or clearly ahead of the runner-up.
 MIN_CONFIDENCE = 0.5
@@ -51,6 +54,7 @@ def detect_language(text: str) -> str | None:
     Mostly-Cyrillic text short-circuits to "ru" ("uk" if it has Ukrainian-only letters), since
     Russian is the only Cyrillic language served.
     """
+    text = text[:MAX_DETECT_CHARS]
     letters = _LETTER_RE.findall(text)
     if len(letters) < MIN_LETTERS:
         return None

@@ -8,10 +8,12 @@ whoever edits the file at 3 a.m. needs to know exactly what to fix.
 
 from __future__ import annotations
 
+import json
 import re
 import string
 import tomllib
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from router.signs import SignError, SignModel, default_model, load_model
 from router.sla import BusinessCalendar, SlaTarget
 from router.textnorm import (
     STEM_LANGUAGES,
@@ -163,8 +166,14 @@ class CrisisPolicy(_Model):
     tags: list[str] = ["crisis"]
     alert_supervisor: bool = True
     # category (self_harm, overdose, abuse, violence...) -> language -> phrase patterns
-    lexicon: dict[Name, dict[str, list[str]]]
+    lexicon: dict[Name, dict[str, list[str]]] = {}
     regex: dict[Name, dict[str, list[str]]] = {}
+    # The built-in warning-sign model (router.signs): concepts that combine, es/ru/en. Off only
+    # for a policy that wants its own lexicon alone.
+    warning_signs: bool = True
+    # More words for the model: language -> concept -> terms (router/signs/<lang>.toml syntax).
+    # A language the model lacks (pt, fr, ...) is added this way.
+    concepts: dict[str, dict[str, list[str]]] = {}
 
     @field_validator("lexicon", "regex")
     @classmethod
@@ -172,6 +181,24 @@ class CrisisPolicy(_Model):
         for per_lang in v.values():
             _check_languages(per_lang)
         return v
+
+
+class UrgentMedicalPolicy(_Model):
+    """Urgent medical red flags (stroke, anaphylaxis, ...): where they go. The acknowledgement
+    tells the person to call the emergency number now, never a wait."""
+
+    queue: str | None = None  # None: the crisis queue
+    priority: Priority = "urgent"
+    tags: list[str] = ["urgent_medical"]
+
+
+class ClinicalSignsPolicy(_Model):
+    """Health questions found by the warning-sign model's clinical concepts (medication,
+    symptoms, results, mental health): the clinicians' queue, unless a crisis or a red flag
+    already decided."""
+
+    queue: str | None = None  # None: the crisis queue
+    tags: list[str] = ["clinical"]
 
 
 class RuleMatch(_Model):
@@ -253,12 +280,26 @@ class SelfServiceLink(_Model):
         return v
 
 
+@lru_cache(maxsize=8)
+def _sign_model(extra_json: str) -> SignModel:
+    # Keyed by the policy's extra concepts: tests and reloads build many equal policies, and
+    # the model (pymorphy3 paradigms) costs about a second to build.
+    extra = json.loads(extra_json)
+    return load_model(extra=extra) if extra else default_model()
+
+
 class _Compiled:
     """Matchers compiled once per policy (phrases stemmed, regexes compiled)."""
 
-    def __init__(self, crisis: list[tuple[str, TextMatcher]], rules: list[TextMatcher]) -> None:
+    def __init__(
+        self,
+        crisis: list[tuple[str, TextMatcher]],
+        rules: list[TextMatcher],
+        signs: SignModel | None,
+    ) -> None:
         self.crisis = crisis
         self.rules = rules
+        self.signs = signs
 
 
 class Policy(_Model):
@@ -275,6 +316,8 @@ class Policy(_Model):
     sla: dict[str, dict[str, SlaSpec]]
     breach: dict[str, BreachPolicy] = {}
     crisis: CrisisPolicy
+    urgent_medical: UrgentMedicalPolicy = UrgentMedicalPolicy()
+    clinical: ClinicalSignsPolicy = ClinicalSignsPolicy()
     rules: list[Rule] = []
     messages: dict[str, LanguageTexts]
     self_service: list[SelfServiceLink] = []
@@ -371,7 +414,15 @@ class Policy(_Model):
             _compile(("rules", i, "match"), None, r.match.keywords, r.match.regex)
             for i, r in enumerate(self.rules)
         ]
-        self._compiled = _Compiled(crisis, rules)
+        signs: SignModel | None = None
+        if self.crisis.warning_signs:
+            try:
+                signs = _sign_model(json.dumps(self.crisis.concepts, sort_keys=True))
+            except SignError as exc:
+                raise _RefError(("crisis", "concepts"), str(exc)) from None
+        need_queue(("urgent_medical", "queue"), self.urgent_medical.queue)
+        need_queue(("clinical", "queue"), self.clinical.queue)
+        self._compiled = _Compiled(crisis, rules, signs)
         self._sla_targets = {
             (q, p): spec.target() for q, per in self.sla.items() for p, spec in per.items()
         }
@@ -383,6 +434,11 @@ class Policy(_Model):
     def compiled_crisis(self) -> list[tuple[str, TextMatcher]]:
         """(category, matcher) pairs of the crisis lexicon, for ``router.rules``."""
         return self._compiled.crisis
+
+    @property
+    def signs(self) -> SignModel | None:
+        """The warning-sign model (None when the policy turns it off), for ``router.rules``."""
+        return self._compiled.signs
 
     def compiled_rule(self, index: int) -> TextMatcher:
         """The compiled keyword/regex matcher of ``rules[index]``, for ``router.rules``."""

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from router.language import detect_language
 from router.policy import PRIORITY_RANK, Policy, Rule
+from router.signs import cap_text
 from router.sla import BusinessCalendar
 from router.textnorm import Hit, PreparedText
 
@@ -90,7 +91,9 @@ def route(
     must not raise a crisis. ``now`` (tz-aware) is used only by hour-based rules.
     """
     inbound = [m for m in messages if m.direction == "in"]
-    text = "\n".join(m.text for m in inbound if m.text)
+    # Routing reads a bounded part of the text (the stored message stays whole): every cost
+    # below is then bounded whatever a sender writes.
+    text = cap_text("\n".join(m.text for m in inbound if m.text))
     reasons: list[str] = []
 
     language = conv.language
@@ -127,10 +130,29 @@ def route(
         crisis = True
         tags.append(category)
         reasons.append(f"crisis lexicon ({hit.language}, {category}): {_quote(hit)}")
+    # 1b. Warning signs: concepts that combine (router.signs), crisis and urgent medical.
+    urgent_medical = False
+    clinical: list[str] = []
+    for sign in policy.signs.find(text) if policy.signs is not None else ():
+        if sign.group == "clinical":
+            clinical.append(sign.reason())
+            continue
+        if sign.group == "crisis":
+            crisis = True
+        else:
+            urgent_medical = True
+        tags.append(sign.category)
+        reasons.append(sign.reason())
     if crisis:
         queue, priority = policy.crisis.queue, policy.crisis.priority
         tags[:0] = policy.crisis.tags
         reasons.append(f"crisis → {queue}, {priority}")
+    if urgent_medical:
+        tags[:0] = policy.urgent_medical.tags
+        if not crisis:
+            queue = policy.urgent_medical.queue or policy.crisis.queue
+            priority = policy.urgent_medical.priority
+            reasons.append(f"urgent medical → {queue}, {priority}")
 
     # 2. Rules: still evaluated under a crisis, for their tags (callback, vip, ...).
     for index, rule in enumerate(policy.rules):
@@ -151,6 +173,16 @@ def route(
             effects.append("tags " + ", ".join(rule.tags))
         reasons.append(f"rule '{rule.name}' matched {why} → {'; '.join(effects) or 'no change'}")
 
+    # 2b. A health question the rules' keywords missed (a drug name, a symptom, a result):
+    # to the clinicians, above whatever front-desk rule matched (safety first).
+    if clinical and not crisis and not urgent_medical:
+        clinical_queue = policy.clinical.queue or policy.crisis.queue
+        tags.extend(policy.clinical.tags)
+        if queue is None or policy.queue(queue).tier < policy.queue(clinical_queue).tier:
+            queue = clinical_queue
+            reasons.extend(clinical)
+            reasons.append(f"health question → {queue}")
+
     # 3. Defaults.
     if queue is None:
         queue = policy.default_queue
@@ -160,7 +192,7 @@ def route(
         reasons.append(f"default priority → {priority}")
 
     # 4. Never moves down.
-    queue = _keep_queue(conv.queue, queue, crisis, policy, reasons)
+    queue = _keep_queue(conv.queue, queue, crisis or urgent_medical, policy, reasons)
     if conv.priority in PRIORITY_RANK and PRIORITY_RANK[conv.priority] > PRIORITY_RANK[priority]:
         reasons.append(f"kept priority {conv.priority}: priority never decreases")
         priority = conv.priority
@@ -173,6 +205,7 @@ def route(
         language=language,
         crisis=crisis,
         changed=(queue, priority) != (conv.queue, conv.priority),
+        urgent_medical=urgent_medical,
     )
 
 

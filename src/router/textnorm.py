@@ -40,6 +40,9 @@ STEM_LANGUAGES: tuple[str, ...] = tuple(_SNOWBALL_NAMES)
 GAP_TOKEN = "..."
 MAX_GAP = 3
 MIN_SINGLE_WORD = 3
+# No word of a served language is longer. Cutting tokens here keeps prefix sets linear in the
+# text: every prefix of a 100,000-letter "word" was once built (gigabytes, seconds).
+MAX_TOKEN_LEN = 40
 # Apostrophes are deleted rather than split on, so "can't" and "cant" both become "cant".
 _APOSTROPHES = re.compile(r"['’`´ʼ]")
 _TOKEN_RE = re.compile(r"[^\W_]+")
@@ -64,8 +67,8 @@ def normalise(text: str) -> str:
 
 
 def tokenize(text: str) -> list[str]:
-    """Normalised word tokens (letters and digits) of ``text``."""
-    return _TOKEN_RE.findall(normalise(text))
+    """Normalised word tokens (letters and digits) of ``text``, each cut at MAX_TOKEN_LEN."""
+    return [t[:MAX_TOKEN_LEN] for t in _TOKEN_RE.findall(normalise(text))]
 
 
 @lru_cache(maxsize=len(_SNOWBALL_NAMES))
@@ -121,7 +124,7 @@ class TokenizedText:
 def prepare(text: str, language: StemLanguage) -> TokenizedText:
     """Tokenise and stem ``text`` with the ``language`` stemmer."""
     folded = _APOSTROPHES.sub("", text.casefold())
-    raw_tokens = _TOKEN_RE.findall(folded)
+    raw_tokens = [t[:MAX_TOKEN_LEN] for t in _TOKEN_RE.findall(folded)]
     stems = tuple(stem_forms(t, language) for t in raw_tokens)
     positions: dict[str, list[int]] = {}
     for i, forms in enumerate(stems):

@@ -98,12 +98,13 @@ def test_hyperbole_is_not_crisis(policy: Policy, text: str) -> None:
             ("clinical",),
             "rule 'clinical' matched stem 'лекарств' (ru) → second_line",
         ),
+        # Chest pain is a cardiac red flag: urgent, with the emergency number (issue 12).
         (
             "I have chest pain",
             "second_line",
-            "high",
-            ("clinical", "acute"),
-            "rule 'clinical-acute' matched 'chest pain' (en) → second_line; priority high",
+            "urgent",
+            ("urgent_medical", "cardiac", "clinical", "acute"),
+            "warning sign (urgent_medical, cardiac): 'chest pain'",
         ),
         (
             "Quiero cambiar mi cita del jueves",

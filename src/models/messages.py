@@ -74,7 +74,7 @@ class OutboundMessage(BaseModel):
     recipient: str  # the identity value on that channel (chat id, address, app user id)
     text: str
     # "page": the on-call supervisor paged about an unanswered crisis (not to the customer).
-    kind: Literal["reply", "ack", "crisis_ack", "urgent_medical_ack", "csat", "page"] = "reply"
+    kind: Literal["reply", "ack", "crisis_ack", "emergency_ack", "csat", "page"] = "reply"
     attachments: tuple[AttachmentRef, ...] = ()
     # Our own external id for this message, when the channel needs one (email Message-ID).
     external_id: str | None = None

@@ -375,7 +375,7 @@ async def send_crisis_ack(
 async def send_urgent_medical_ack(
     session: AsyncSession, rt: Runtime, conv: Conversation, contact: Contact, now: datetime
 ) -> None:
-    if await _auto_sent(session, conv, "urgent_medical_ack"):
+    if await _auto_sent(session, conv, "emergency_ack"):
         return
     number = rt.policy.emergency_number(await _region_of(session, contact), conv.language)
     try:
@@ -384,7 +384,7 @@ async def send_urgent_medical_ack(
             rt,
             conv,
             rt.policy.urgent_medical_ack_text(conv.language, number),
-            kind="urgent_medical_ack",
+            kind="emergency_ack",  # the urgent_medical_ack text (kind fits its 16-char column)
             now=now,
         )
     except Conflict:

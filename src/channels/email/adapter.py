@@ -148,7 +148,7 @@ class EmailChannel:
             date=self.clock(),
             in_reply_to=msg.reply_to_external_id or ctx.in_reply_to,
             references=msg.references or ctx.references,
-            automatic=msg.kind in ("ack", "crisis_ack", "urgent_medical_ack"),
+            automatic=msg.kind in ("ack", "crisis_ack", "emergency_ack"),
             attachments=files,
         )
         await self.submit(mail, to)

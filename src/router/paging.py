@@ -284,7 +284,9 @@ class PageWorker:
         else:
             out = OutboundMessage(
                 channel=c.channel,  # validated by the policy: email or telegram
-                message_id=c.id,
+                # Negative: never the id of a message, so adapter state keyed by message id
+                # (Telegram's resume-mid-split progress, e-mail Message-IDs) stays apart.
+                message_id=-c.id,
                 conversation_id=c.conversation_id,
                 recipient=c.recipient,
                 text=c.text,

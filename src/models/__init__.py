@@ -8,6 +8,7 @@ from models.conversation import Assignment, Conversation
 from models.event import Event
 from models.message import Attachment, Message
 from models.outbox import OutboxItem
+from models.paging import CrisisWatch, Page
 from models.queue import Queue
 from models.sla import SlaTimer
 
@@ -19,9 +20,11 @@ __all__ = [
     "Contact",
     "ContactIdentity",
     "Conversation",
+    "CrisisWatch",
     "Event",
     "Message",
     "OutboxItem",
+    "Page",
     "Queue",
     "SlaTimer",
 ]

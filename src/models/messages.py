@@ -73,7 +73,8 @@ class OutboundMessage(BaseModel):
     conversation_id: int
     recipient: str  # the identity value on that channel (chat id, address, app user id)
     text: str
-    kind: Literal["reply", "ack", "crisis_ack", "csat"] = "reply"
+    # "page": the on-call supervisor paged about an unanswered crisis (not to the customer).
+    kind: Literal["reply", "ack", "crisis_ack", "emergency_ack", "csat", "page"] = "reply"
     attachments: tuple[AttachmentRef, ...] = ()
     # Our own external id for this message, when the channel needs one (email Message-ID).
     external_id: str | None = None

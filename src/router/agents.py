@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Agent, Conversation
 from models.schemas import AgentCreate, AgentRead
 from router import assignment, events
+from router.assign import is_urgent
 from router.auth import hash_token, new_token
 from router.errors import NotFound
 from router.runtime import Runtime
@@ -80,7 +83,24 @@ async def set_presence(session: AsyncSession, rt: Runtime, agent_id: int, presen
         )
         if presence == "online":
             await assignment.assign_waiting(session, rt, now)
+        else:
+            await _release_urgent(session, rt, agent.id, now)
     return agent
+
+
+async def _release_urgent(session: AsyncSession, rt: Runtime, agent_id: int, now: datetime) -> None:
+    """A crisis does not wait out the offline grace period: the urgent conversations of an
+    agent who leaves go to another clinician now (above capacity if need be)."""
+    held = await session.scalars(
+        select(Conversation).where(
+            Conversation.assignee_id == agent_id,
+            Conversation.status == "open",
+            Conversation.priority == "urgent",
+        )
+    )
+    for conv in [c for c in held if is_urgent(c.tags)]:
+        await assignment.unassign(session, conv, now, reason="urgent: assignee not online")
+        await assignment.try_assign(session, rt, conv, now)
 
 
 async def deactivate(session: AsyncSession, rt: Runtime, agent_id: int) -> None:

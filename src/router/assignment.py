@@ -6,7 +6,7 @@ import statistics
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Agent, Assignment, Conversation, Queue
@@ -49,6 +49,7 @@ async def agent_loads(session: AsyncSession, tier: int | None = None) -> list[as
             open_count=int(counts.get(a.id, 0)),
             presence=a.presence,
             last_assigned_at=a.last_assigned_at,
+            supervisor=a.role == "supervisor",
         )
         for a in agents
     ]
@@ -66,7 +67,17 @@ def _for_assign(rt: Runtime, conv: Conversation, q: Queue) -> assign.ConvForAssi
         priority=conv.priority,
         skills=skills,
         waiting_since=conv.waiting_since or conv.created_at,
+        urgent=assign.is_urgent(conv.tags),
     )
+
+
+def _last_resort(rt: Runtime) -> bool:
+    return rt.policy.escalation.supervisor_last_resort
+
+
+def _auto_reason(reason: str, choice: assign.Choice) -> str:
+    # Shown to agents and supervisors: urgent work above capacity is a choice, not an accident.
+    return f"{reason} (urgent: above capacity)" if choice.over_capacity else reason
 
 
 async def try_assign(
@@ -75,11 +86,23 @@ async def try_assign(
     q = await flows.queue_of(session, conv)
     if q is None or conv.assignee_id is not None or conv.status != "open":
         return None
-    agent_id = assign.choose_agent(_for_assign(rt, conv, q), await agent_loads(session, q.tier))
-    if agent_id is None:
+    choice = assign.choose(
+        _for_assign(rt, conv, q),
+        await agent_loads(session, q.tier),
+        supervisor_last_resort=_last_resort(rt),
+    )
+    if choice is None:
         return None
-    ok = await assign_to(session, conv, agent_id, now, reason="auto-assigned", only_if_free=True)
-    return agent_id if ok else None
+    ok = await assign_to(
+        session,
+        conv,
+        choice.agent_id,
+        now,
+        reason=_auto_reason("auto-assigned", choice),
+        only_if_free=True,
+        over_capacity=choice.over_capacity,
+    )
+    return choice.agent_id if ok else None
 
 
 async def offer_to_next_tier(
@@ -87,18 +110,21 @@ async def offer_to_next_tier(
 ) -> int | None:
     """Assign to an agent one tier up (they can read lower tiers); the queue is unchanged."""
     snap = replace(_for_assign(rt, conv, q), tier=q.tier + 1)
-    agent_id = assign.choose_agent(snap, await agent_loads(session, q.tier + 1))
-    if agent_id is None:
+    choice = assign.choose(
+        snap, await agent_loads(session, q.tier + 1), supervisor_last_resort=_last_resort(rt)
+    )
+    if choice is None:
         return None
     ok = await assign_to(
         session,
         conv,
-        agent_id,
+        choice.agent_id,
         now,
-        reason="SLA breach: offered to the next tier",
+        reason=_auto_reason("SLA breach: offered to the next tier", choice),
         only_if_free=True,
+        over_capacity=choice.over_capacity,
     )
-    return agent_id if ok else None
+    return choice.agent_id if ok else None
 
 
 async def assign_waiting(
@@ -117,7 +143,8 @@ async def assign_waiting(
                 Conversation.assignee_id.is_(None),
                 Conversation.queue_id.is_not(None),
             )
-            .order_by(Conversation.id)
+            # Urgent first, so a backlog of routine work never hides a crisis past the limit.
+            .order_by(case((Conversation.priority == "urgent", 0), else_=1), Conversation.id)
             .limit(limit)
         )
     )
@@ -125,11 +152,17 @@ async def assign_waiting(
         return 0
     by_id = {c.id: c for c in convs}
     snaps = [_for_assign(rt, c, queues[c.queue_id]) for c in convs if c.queue_id in queues]
-    plan = assign.plan_assignments(snaps, agents, now=now)
+    plan = assign.plan(snaps, agents, now=now, supervisor_last_resort=_last_resort(rt))
     done = 0
-    for conv_id, agent_id in plan:
+    for conv_id, choice in plan:
         if await assign_to(
-            session, by_id[conv_id], agent_id, now, reason="auto-assigned", only_if_free=True
+            session,
+            by_id[conv_id],
+            choice.agent_id,
+            now,
+            reason=_auto_reason("auto-assigned", choice),
+            only_if_free=True,
+            over_capacity=choice.over_capacity,
         ):
             done += 1
     return done
@@ -144,6 +177,7 @@ async def assign_to(
     reason: str,
     by_agent_id: int | None = None,
     only_if_free: bool = False,
+    over_capacity: bool = False,
 ) -> bool:
     """Set the assignee with compare-and-set, so two concurrent claims have one winner."""
     stmt = update(Conversation).where(Conversation.id == conv.id)
@@ -181,7 +215,12 @@ async def assign_to(
         "conversation.assigned",
         conv,
         agent_id=by_agent_id,
-        data={"assignee_id": agent_id, "previous_assignee_id": previous, "reason": reason},
+        data={
+            "assignee_id": agent_id,
+            "previous_assignee_id": previous,
+            "reason": reason,
+            "over_capacity": over_capacity,
+        },
     )
     return True
 
@@ -202,6 +241,25 @@ async def unassign(
         conv,
         data={"previous_assignee_id": previous, "reason": reason},
     )
+
+
+async def hand_back_moved(
+    session: AsyncSession, conv: Conversation, now: datetime, *, reason: str, to_queue: str
+) -> None:
+    """The conversation moved to a queue its assignee cannot read (routing or an SLA breach
+    sent it to the second line): tell them, with the reason, and unassign them. Their later
+    reads answer 410 with that reason (`service.get_conversation`) instead of a bare 404."""
+    previous = conv.assignee_id
+    if previous is None:
+        return
+    await flows.conv_event(
+        session,
+        "conversation.moved",
+        conv,
+        tier=1,  # addressed to a first-line agent: they must be able to see it
+        data={"to_agent_id": previous, "queue": to_queue, "reason": reason},
+    )
+    await unassign(session, conv, now, reason=reason)
 
 
 async def _end_assignment(session: AsyncSession, conv_id: int, now: datetime) -> None:

@@ -7,11 +7,15 @@ class RouterError(Exception):
     status_code = 400
     title = "Bad request"
 
-    def __init__(self, detail: str, *, status_code: int | None = None) -> None:
+    def __init__(
+        self, detail: str, *, status_code: int | None = None, extra: dict[str, object] | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         if status_code is not None:
             self.status_code = status_code
+        # RFC 9457 extension members of the problem (e.g. where a conversation moved).
+        self.extra = extra or {}
 
     @property
     def type(self) -> str:
@@ -25,6 +29,13 @@ class NotFound(RouterError):
 
 class ConversationNotFound(NotFound):
     title = "Conversation not found"
+
+
+class ConversationMoved(RouterError):
+    """The caller held this conversation until routing moved it out of their reach."""
+
+    status_code = 410
+    title = "Conversation moved"
 
 
 class Unauthorized(RouterError):

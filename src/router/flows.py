@@ -11,12 +11,12 @@ from datetime import datetime
 from typing import Any
 from weakref import WeakKeyDictionary
 
+import phonenumbers
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from models import (
-    Agent,
     Contact,
     ContactIdentity,
     Conversation,
@@ -26,7 +26,7 @@ from models import (
     Queue,
 )
 from models.messages import IDENTITY_KIND
-from router import assignment, callbacks, events, rules, timers, wait
+from router import assignment, callbacks, events, paging, rules, timers, wait
 from router.db import wake_after_commit
 from router.errors import Conflict
 from router.runtime import Runtime
@@ -130,14 +130,20 @@ async def after_inbound(
     await conv_event(session, "message.received", conv, data=_received(message))
     await timers.on_customer_message(session, rt, conv, now, how=how)
     await callbacks.on_call_message(session, rt, conv, message, now)
+    urgent_medical = decision.urgent_medical or "urgent_medical" in (conv.tags or ())
+    if urgent_medical:
+        # "Call the emergency number now", never a wait estimate (once per conversation).
+        await send_urgent_medical_ack(session, rt, conv, contact, now)
     if decision.crisis:
         await send_crisis_ack(session, rt, conv, now)
-    elif new:
+    elif new and not urgent_medical:
         # A new conversation's only inbound message is this one: reply on its channel.
         channel = message.channel if message.channel in TEXT_CHANNELS else None
         await send_wait_ack(session, rt, conv, now, channel=channel)
     if conv.assignee_id is None:
         await assignment.try_assign(session, rt, conv, now)
+    # After assignment, so "no clinician online" is judged on the same loads.
+    await paging.on_urgent(session, rt, conv, now)
 
 
 def _received(message: Message) -> dict[str, Any]:
@@ -213,8 +219,15 @@ async def route(
         if current is not None:
             await timers.on_queue_change(session, rt, conv, now)
         if moved_tier and conv.assignee_id is not None:
-            # A first-line agent cannot read a second-line conversation: hand it back.
-            await assignment.unassign(session, conv, now, reason="escalated by routing")
+            # A first-line agent cannot read a second-line conversation: tell them why and
+            # hand it back.
+            await assignment.hand_back_moved(
+                session,
+                conv,
+                now,
+                reason=f"escalated by routing: {_why_moved(decision)}",
+                to_queue=target.name,
+            )
     elif set(decision.tags) != set(conv.tags or ()):
         conv.tags = list(decision.tags)
     if decision.crisis and not await _crisis_flagged(session, conv):
@@ -226,6 +239,17 @@ async def route(
         )
     await session.flush()
     return decision
+
+
+def _why_moved(decision: rules.RoutingDecision) -> str:
+    # A category, never the text that matched: the reason is shown on the agent's screen
+    # after they lost access to the conversation.
+    if decision.crisis:
+        return "crisis"
+    if decision.urgent_medical:
+        return "urgent medical"
+    clinical = [t for t in decision.tags if t in ("clinical", "acute")]
+    return " ".join(clinical) or "second-line topic"
 
 
 async def _crisis_flagged(session: AsyncSession, conv: Conversation) -> bool:
@@ -348,6 +372,50 @@ async def send_crisis_ack(
         log.warning("crisis acknowledgement not sendable", extra={"conversation_id": conv.id})
 
 
+async def send_urgent_medical_ack(
+    session: AsyncSession, rt: Runtime, conv: Conversation, contact: Contact, now: datetime
+) -> None:
+    if await _auto_sent(session, conv, "emergency_ack"):
+        return
+    number = rt.policy.emergency_number(await _region_of(session, contact), conv.language)
+    try:
+        await enqueue_outbound(
+            session,
+            rt,
+            conv,
+            rt.policy.urgent_medical_ack_text(conv.language, number),
+            kind="emergency_ack",  # the urgent_medical_ack text (kind fits its 16-char column)
+            now=now,
+        )
+    except Conflict:
+        log.warning(
+            "urgent medical acknowledgement not sendable", extra={"conversation_id": conv.id}
+        )
+    conv.ack_sent = True  # no wait estimate after this, ever
+
+
+async def _region_of(session: AsyncSession, contact: Contact) -> str | None:
+    """The person's region (ISO 3166 alpha-2): a `country` attribute, else their phone's."""
+    attrs = contact.attributes or {}
+    for key in ("country", "region"):
+        value = attrs.get(key)
+        if isinstance(value, str) and len(value.strip()) == 2:
+            return value.strip().upper()
+    phone = await session.scalar(
+        select(ContactIdentity.value)
+        .where(ContactIdentity.contact_id == contact.id, ContactIdentity.kind == "phone")
+        .order_by(ContactIdentity.id.desc())
+        .limit(1)
+    )
+    if phone is None:
+        return None
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(phone, None))
+    except phonenumbers.NumberParseException:
+        return None
+    return region if region and region != "ZZ" else None
+
+
 async def send_wait_ack(
     session: AsyncSession,
     rt: Runtime,
@@ -387,26 +455,27 @@ async def estimate_wait(
     *,
     exclude_id: int | None = None,
 ) -> wait.WaitEstimate:
-    # Both counts in one round trip: this runs for every new conversation.
-    depth_q = (
-        select(func.count())
-        .select_from(Conversation)
-        .where(
-            Conversation.queue_id == q.id,
-            Conversation.status == "open",
-            Conversation.assignee_id.is_(None),
-            Conversation.id != (exclude_id or 0),
+    depth_ahead = int(
+        await session.scalar(
+            select(func.count())
+            .select_from(Conversation)
+            .where(
+                Conversation.queue_id == q.id,
+                Conversation.status == "open",
+                Conversation.assignee_id.is_(None),
+                Conversation.id != (exclude_id or 0),
+            )
         )
-        .scalar_subquery()
+        or 0
     )
-    online_q = (
-        select(func.count())
-        .select_from(Agent)
-        .where(Agent.active.is_(True), Agent.presence == "online", Agent.tier == q.tier)
-        .scalar_subquery()
-    )
-    row = (await session.execute(select(depth_q, online_q))).one()
-    depth_ahead, online = int(row[0] or 0), int(row[1] or 0)
+    # Who can take it now: online agents of the tier, their capacity left. Supervisors only
+    # count when the policy lets them take work.
+    last_resort = rt.policy.escalation.supervisor_last_resort
+    workers = [
+        a for a in await assignment.agent_loads(session, q.tier) if last_resort or not a.supervisor
+    ]
+    online = len(workers)
+    free = sum(max(0, a.capacity - a.open_count) for a in workers)
     # Without online agents the estimate is the fallback whatever the history says.
     median = await assignment.recent_median_handle_s(session, q, now) if online else None
     target = rt.policy.sla_for(q.name, priority)
@@ -415,4 +484,5 @@ async def estimate_wait(
         online_agents=online,
         median_handle_s=median,
         fallback_s=float(target.first_response_s),
+        free_slots=free,
     )

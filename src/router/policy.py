@@ -244,19 +244,25 @@ class Rule(_Model):
 
 
 class LanguageTexts(_Model):
-    """Customer-facing texts in one language. Placeholders: {wait} and {links}."""
+    """Customer-facing texts in one language. Placeholders: {wait}, {links} and {number}."""
 
     greeting: str
     ack: str
     ack_surge: str
     crisis_ack: str
+    # Sent at once for an urgent medical red flag, instead of any wait estimate; {number} is
+    # the emergency number of the person's region (see [emergency]). Unset: the "en" text.
+    urgent_medical_ack: str | None = None
 
     @model_validator(mode="after")
     def _placeholders(self) -> LanguageTexts:
         allowed = {"greeting": set(), "ack": {"wait"}, "ack_surge": {"wait", "links"}}
         allowed["crisis_ack"] = set()
+        allowed["urgent_medical_ack"] = {"number"}
         for field_name, ok in allowed.items():
             text = getattr(self, field_name)
+            if text is None:
+                continue
             try:
                 used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
             except ValueError as exc:
@@ -286,6 +292,52 @@ def _sign_model(extra_json: str) -> SignModel:
     # the model (pymorphy3 paradigms) costs about a second to build.
     extra = json.loads(extra_json)
     return load_model(extra=extra) if extra else default_model()
+
+
+class PageTarget(_Model):
+    """Where the on-call supervisor is paged: a configured channel and its recipient."""
+
+    # Any configured channel that carries text to a person: an e-mail address (email, via
+    # CARELINE_SMTP_URL) or a Telegram chat id (telegram, via the bot).
+    channel: Literal["email", "telegram"]
+    to: str = Field(min_length=1, max_length=320)
+
+
+class EscalationPolicy(_Model):
+    """How crisis and urgent medical conversations are made to reach a clinician."""
+
+    # No clinician reply by then: offered to every online clinician, and the on-call paged.
+    unanswered_after: Duration = 300
+    # Auto-assign to a supervisor when no clinician can take the work (off: supervisors are
+    # alerted and paged, never silently made the worker of last resort).
+    supervisor_last_resort: bool = False
+    # Page at once when a crisis arrives and no clinician is online.
+    page_when_no_clinician: bool = True
+    pages: list[PageTarget] = []
+
+
+class EmergencyNumbers(_Model):
+    """Emergency number told to a person with an urgent medical red flag: by region (ISO
+    3166 alpha-2, from their phone number or a `country` contact attribute), else by their
+    language, else ``default``."""
+
+    default: str = "112"
+    regions: dict[str, str] = {}
+    languages: dict[str, str] = {}
+
+    @field_validator("regions")
+    @classmethod
+    def _upper(cls, v: dict[str, str]) -> dict[str, str]:
+        for region in v:
+            if not re.fullmatch(r"[A-Z]{2}", region):
+                raise ValueError(f"region {region!r} is not an ISO 3166 alpha-2 code (e.g. ES)")
+        return v
+
+
+DEFAULT_URGENT_MEDICAL_ACK = (
+    "This sounds like it could be a medical emergency. Please call {number} now, or go to the "
+    "nearest emergency department. Do not wait for our reply."
+)
 
 
 class _Compiled:
@@ -321,6 +373,12 @@ class Policy(_Model):
     rules: list[Rule] = []
     messages: dict[str, LanguageTexts]
     self_service: list[SelfServiceLink] = []
+    escalation: EscalationPolicy = EscalationPolicy()
+    emergency: EmergencyNumbers = EmergencyNumbers()
+    # What patients see as the author of an agent's reply, by the agent's e-mail. An agent's
+    # internal display name ("Lucía (bookings)") is never shown; without an entry here the
+    # reply reads as from the team.
+    public_names: dict[str, str] = {}
 
     _compiled: _Compiled = PrivateAttr()
     _sla_targets: dict[tuple[str, str], SlaTarget] = PrivateAttr(default_factory=dict)
@@ -489,6 +547,28 @@ class Policy(_Model):
     def crisis_ack_text(self, language: str | None) -> str:
         """Immediate safe acknowledgement for a crisis message."""
         return self._texts(language)[1].crisis_ack
+
+    def urgent_medical_ack_text(self, language: str | None, number: str) -> str:
+        """Immediate "call the emergency number now" message for an urgent medical flag."""
+        text = self._texts(language)[1].urgent_medical_ack
+        if text is None:
+            text = self.messages[FALLBACK_LANGUAGE].urgent_medical_ack or DEFAULT_URGENT_MEDICAL_ACK
+        return text.format(number=number)
+
+    def emergency_number(self, region: str | None, language: str | None) -> str:
+        """The emergency number by region, else by language, else the default."""
+        e = self.emergency
+        if region and region.upper() in e.regions:
+            return e.regions[region.upper()]
+        lang = (language or "").lower().replace("_", "-").split("-")[0]
+        return e.languages.get(lang, e.default)
+
+    def public_agent_name(self, email: str | None) -> str | None:
+        """The name patients may see for an agent, or None (shown as the team)."""
+        if not email:
+            return None
+        names = {k.lower(): v for k, v in self.public_names.items()}
+        return names.get(email.lower())
 
     def greeting_text(self, language: str | None) -> str:
         """Greeting for a new conversation."""

@@ -11,13 +11,14 @@ from sqlalchemy import ColumnElement, exists, func, or_, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Agent, Attachment, Conversation, Message, OutboxItem, Queue
+from models import Agent, Attachment, Conversation, Event, Message, OutboxItem, Queue
 from models.schemas import MAX_ID, AttachmentRead, ConversationRead, MessageRead
-from router import assignment, flows, timers
+from router import assignment, flows, paging, timers
 from router.auth import Principal, can_read_tier
 from router.errors import (
     Conflict,
     ConversationClosed,
+    ConversationMoved,
     ConversationNotFound,
     Forbidden,
     InvalidInput,
@@ -59,8 +60,31 @@ async def get_conversation(
         raise ConversationNotFound(f"conversation {conv_id} not found")
     q = await flows.queue_of(session, conv)
     if not can_read_tier(p, q.tier if q else 1):
+        await _raise_if_moved_from(session, p, conv_id)
         raise ConversationNotFound(f"conversation {conv_id} not found")
     return conv
+
+
+async def _raise_if_moved_from(session: AsyncSession, p: Principal, conv_id: int) -> None:
+    """An agent whose conversation routing moved out of their reach learns why (410), once
+    told by a `conversation.moved` event; anyone else still gets a 404 that reveals nothing."""
+    if p.agent_id is None:
+        return
+    moved = await session.scalars(
+        select(Event)
+        .where(Event.conversation_id == conv_id, Event.type == "conversation.moved")
+        .order_by(Event.id.desc())
+        .limit(20)
+    )
+    for ev in moved:
+        data = ev.data or {}
+        if data.get("to_agent_id") == p.agent_id:
+            reason = str(data.get("reason") or "moved")
+            raise ConversationMoved(
+                f"conversation {conv_id} moved to {data.get('queue')}: {reason}; "
+                "it is no longer assigned to you",
+                extra={"moved_to_queue": data.get("queue"), "reason": reason},
+            )
 
 
 async def list_conversations(
@@ -263,6 +287,9 @@ async def reply(
     if conv.first_response_at is None:
         conv.first_response_at = now
     conv.waiting_since = None
+    if p.agent_id is not None and p.max_tier >= 2:
+        # A clinician (or supervisor) answered: an urgent conversation is no longer unanswered.
+        await paging.on_clinician_reply(session, conv, now)
     if conv.assignee_id is None and p.agent_id is not None and p.role != "admin":
         # Answering an unassigned conversation takes it, as in every shared inbox.
         await assignment.assign_to(

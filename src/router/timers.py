@@ -328,7 +328,9 @@ async def _breach_action(
             data={"from_queue": q.name, "queue": target.name, "reason": "sla breach"},
         )
         if target.tier > q.tier:
-            await assignment.unassign(session, conv, now, reason="escalated on SLA breach")
+            await assignment.hand_back_moved(
+                session, conv, now, reason="escalated on SLA breach", to_queue=target.name
+            )
     if changed:
         conv.updated_at = now
         await on_queue_change(session, rt, conv, now)

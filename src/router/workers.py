@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from models import Agent, Conversation, OutboxItem, Queue
 from router import assignment, metrics
+from router.assign import is_urgent
 from router.db import log_job_failure
 from router.runtime import Runtime
 
@@ -42,6 +43,26 @@ class Sweeper:
             )
             for conv in gone:
                 await assignment.unassign(session, conv, now, reason="agent offline")
+            # A crisis cannot wait out the grace period: an urgent conversation held by an
+            # agent who is not online goes back at once (and is offered again just below,
+            # above capacity if need be).
+            urgent = list(
+                await session.scalars(
+                    select(Conversation)
+                    .join(Agent, Agent.id == Conversation.assignee_id)
+                    .where(
+                        Conversation.status == "open",
+                        Conversation.priority == "urgent",
+                        (Agent.presence != "online") | Agent.active.is_(False),
+                    )
+                    .limit(500)
+                )
+            )
+            for conv in urgent:
+                if is_urgent(conv.tags):
+                    await assignment.unassign(
+                        session, conv, now, reason="urgent: assignee not online"
+                    )
             await assignment.assign_waiting(session, rt, now)
         async with rt.db.session() as session:
             for name, depth in (

@@ -131,6 +131,8 @@ class EmailChannel:
         to = valid_address(msg.recipient)
         if to is None:
             raise DeliveryError("the recipient is not a valid email address", retryable=False)
+        if msg.kind == "page":
+            return await self._send_page(msg, to)
         ctx = await self.thread_context(msg.conversation_id)
         files, text = await self._files(msg)
         message_id = compose.new_message_id(
@@ -146,8 +148,24 @@ class EmailChannel:
             date=self.clock(),
             in_reply_to=msg.reply_to_external_id or ctx.in_reply_to,
             references=msg.references or ctx.references,
-            automatic=msg.kind in ("ack", "crisis_ack"),
+            automatic=msg.kind in ("ack", "crisis_ack", "emergency_ack"),
             attachments=files,
+        )
+        await self.submit(mail, to)
+        return DeliveryResult(status="sent", external_id=message_id)
+
+    async def _send_page(self, msg: OutboundMessage, to: str) -> DeliveryResult:
+        # Pages are numbered apart from messages: their own key, so ids never collide.
+        message_id = compose.new_message_id(
+            self.from_addr, msg.conversation_id, msg.message_id, self.id_key + b":page"
+        )
+        mail = compose.build_page(
+            from_header=self.email_from,
+            to=to,
+            message_id=message_id,
+            subject=msg.subject or "[Careline page]",
+            text=msg.text,
+            date=self.clock(),
         )
         await self.submit(mail, to)
         return DeliveryResult(status="sent", external_id=message_id)

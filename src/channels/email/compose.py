@@ -132,3 +132,22 @@ def build_reply(
             maintype, subtype = "application", "octet-stream"
         mail.add_attachment(att.data, maintype=maintype, subtype=subtype, filename=att.name)
     return mail
+
+
+def build_page(
+    *, from_header: str, to: str, message_id: str, subject: str, text: str, date: datetime
+) -> EmailMessage:
+    """A page to the on-call supervisor: no conversation token and no threading into the
+    patient's mail thread, so an answer from the supervisor's mailbox can never land in the
+    patient's conversation; marked automatic (RFC 3834) and kept loop-protected."""
+    mail = EmailMessage()
+    mail["From"] = from_header
+    mail["To"] = to
+    mail["Subject"] = subject
+    mail["Date"] = format_datetime(date)
+    mail["Message-ID"] = f"<{message_id}>"
+    mail["Auto-Submitted"] = "auto-generated"
+    mail["X-Priority"] = "1"
+    mail[LOOP_HEADER] = "page"
+    mail.set_content(text)
+    return mail

@@ -9,6 +9,7 @@ messages, even after agents merge two visitors into one contact.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -65,14 +66,27 @@ class Page:
     unshown: frozenset[int] = frozenset()
 
 
+def _hidden(_email: str | None) -> str | None:
+    return None
+
+
 async def messages_after(
-    session: AsyncSession, visitor_id: str, after: int, *, limit: int | None = None
+    session: AsyncSession,
+    visitor_id: str,
+    after: int,
+    *,
+    limit: int | None = None,
+    public_name: Callable[[str | None], str | None] = _hidden,
 ) -> Page:
-    """The visitor's message frames after id `after`, in id order, one page at a time."""
+    """The visitor's message frames after id `after`, in id order, one page at a time.
+
+    An agent's reply carries `public_name(agent email)` as its author name (the policy's
+    `[public_names]`); never the internal display name.
+    """
     limit = limit or PAGE
     rows = (
         await session.execute(
-            select(Message, Agent.name)
+            select(Message, Agent.email)
             .outerjoin(Agent, Agent.id == Message.author_agent_id)
             .where(
                 Message.conversation_id.in_(_conversations_of(visitor_id)),
@@ -85,7 +99,7 @@ async def messages_after(
         )
     ).all()
     last = rows[-1][0].id if rows else after
-    mine = [(m, name) for m, name in rows if _belongs(m, visitor_id)]
+    mine = [(m, public_name(email)) for m, email in rows if _belongs(m, visitor_id)]
     atts: dict[int, list[dict[str, Any]]] = {}
     if mine:
         for a in await session.scalars(
@@ -170,7 +184,8 @@ async def status_frame(session: AsyncSession, rt: Runtime, visitor_id: str) -> d
     elif conv.assignee_id is not None:
         agent = await session.get(Agent, conv.assignee_id)
         frame["state"] = "assigned"
-        frame["agent"] = agent.name if agent else None
+        # Patients see a public name only where the policy gives one (never "Lucía (bookings)").
+        frame["agent"] = rt.policy.public_agent_name(agent.email) if agent else None
     else:
         frame["state"] = "queued"
         if q is not None:

@@ -406,7 +406,12 @@ class _Pump:
         # Short units of work, none held while sending: a slow client never holds the DB.
         while True:
             async with self.rt.db.session() as session:
-                page = await feed.messages_after(session, self.conn.visitor_id, after)
+                page = await feed.messages_after(
+                    session,
+                    self.conn.visitor_id,
+                    after,
+                    public_name=self.rt.policy.public_agent_name,
+                )
                 if with_status and not page.more:
                     status = await feed.status_frame(session, self.rt, self.conn.visitor_id)
             frames.extend(self.cursor.fresh(page.frames))

@@ -24,6 +24,7 @@ from router.api.routes import agents, contacts, conversations, events, health, i
 from router.api.routes import callbacks as callbacks_routes
 from router.bootstrap import build_runtime, sync_queues
 from router.outbox import OutboxWorker
+from router.paging import PageWorker
 from router.ratelimit import RateLimitMiddleware, TokenBuckets
 from router.runtime import Runtime
 from router.settings import Settings, get_settings
@@ -62,6 +63,7 @@ def create_app(
         if rt.settings.run_workers:
             tasks += [
                 asyncio.create_task(OutboxWorker(rt).run(stop), name="outbox"),
+                asyncio.create_task(PageWorker(rt).run(stop), name="pages"),
                 asyncio.create_task(SlaScheduler(rt).run(stop), name="sla"),
                 asyncio.create_task(Sweeper(rt).run(stop), name="sweeper"),
                 asyncio.create_task(callbacks.run_scheduler(rt, stop), name="callbacks"),

@@ -35,7 +35,7 @@ def problem(
 def install(app: FastAPI) -> None:
     @app.exception_handler(RouterError)
     async def _router_error(_req: Request, exc: RouterError) -> JSONResponse:
-        return problem(exc.status_code, exc.title, exc.detail, exc.type)
+        return problem(exc.status_code, exc.title, exc.detail, exc.type, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,9 +9,12 @@ import pytest
 
 from router.assign import (
     AgentLoad,
+    Choice,
     ConvForAssign,
     assignment_order,
+    choose,
     choose_agent,
+    plan,
     plan_assignments,
 )
 
@@ -142,3 +145,56 @@ def test_plan_assignments_does_not_mutate_input() -> None:
     plan_assignments([conv(1)], agents, now=T0)
     assert agents[0].open_count == 0
     assert agents[0].last_assigned_at is None
+
+
+def clinician(id: int, **kw: object) -> AgentLoad:
+    return agent(id, **{"tier": 2, **kw})
+
+
+def supervisor(id: int, **kw: object) -> AgentLoad:
+    return agent(id, **{"tier": 2, "supervisor": True, **kw})
+
+
+URGENT = conv(tier=2, priority="urgent", urgent=True)
+
+
+@pytest.mark.parametrize(
+    ("c", "agents", "last_resort", "expected"),
+    [
+        pytest.param(URGENT, [clinician(1, open_count=4), clinician(2, open_count=6, capacity=4)],
+                     False, Choice(1, over_capacity=True), id="urgent-above-capacity-least-loaded"),
+        pytest.param(URGENT, [clinician(1, open_count=4), clinician(2, open_count=1)], False,
+                     Choice(2), id="urgent-free-clinician-first"),
+        pytest.param(URGENT, [clinician(1, open_count=0, capacity=0),
+                              clinician(2, open_count=5, capacity=4)],
+                     False, Choice(1, over_capacity=True), id="cap-0-idle-but-full"),
+        pytest.param(URGENT, [supervisor(1), clinician(2, open_count=9)], False,
+                     Choice(2, over_capacity=True), id="urgent-clinician-before-idle-supervisor"),
+        pytest.param(URGENT, [supervisor(1)], False, None, id="urgent-never-supervisor-by-default"),
+        pytest.param(URGENT, [supervisor(1)], True, Choice(1), id="urgent-supervisor-last-resort"),
+        pytest.param(URGENT, [supervisor(1), clinician(2, open_count=4)], True,
+                     Choice(2, over_capacity=True), id="last-resort-only-with-no-clinician"),
+        pytest.param(URGENT, [clinician(1, presence="offline"), clinician(2, tier=1)], False,
+                     None, id="urgent-still-needs-online-and-tier"),
+        pytest.param(conv(tier=2), [clinician(1, open_count=4)], False, None,
+                     id="routine-blocked-by-capacity"),
+        pytest.param(conv(tier=2), [supervisor(1)], False, None, id="routine-not-to-supervisor"),
+        pytest.param(conv(tier=2), [supervisor(1), clinician(2, open_count=3)], False, Choice(2),
+                     id="routine-clinician-not-least-loaded-supervisor"),
+    ],
+)  # fmt: skip
+def test_choose_urgent_and_supervisors(
+    c: ConvForAssign, agents: list[AgentLoad], last_resort: bool, expected: Choice | None
+) -> None:
+    assert choose(c, agents, supervisor_last_resort=last_resort) == expected
+
+
+def test_plan_places_every_urgent_conversation_when_everyone_is_full() -> None:
+    urgent = [replace(URGENT, id=i, waiting_since=ago(i)) for i in (1, 2, 3)]
+    routine = conv(9, tier=2)
+    agents = [clinician(1, open_count=4), clinician(2, open_count=4), supervisor(3)]
+    got = plan(urgent + [routine], agents)
+    assert [cid for cid, _ in got] == [3, 2, 1], "oldest urgent first; routine stays queued"
+    assert all(c.over_capacity for _, c in got)
+    assert sorted(c.agent_id for _, c in got).count(3) == 0, "never the supervisor"
+    assert {c.agent_id for _, c in got} == {1, 2}, "spread over the clinicians"

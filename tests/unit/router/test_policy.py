@@ -343,3 +343,63 @@ def test_crisis_ack_is_safe(policy: Policy, language: str, number: str) -> None:
 def test_crisis_ack_fallback(policy: Policy) -> None:
     assert policy.crisis_ack_text(None) == policy.crisis_ack_text("en")
     assert policy.greeting_text("ru") != policy.greeting_text("en")
+
+
+@pytest.mark.parametrize(
+    ("region", "language", "number"),
+    [
+        ("US", "es", "911"),  # the region wins over the language
+        ("us", None, "911"),
+        ("RU", "en", "103"),
+        ("GB", "en", "999"),
+        (None, "ru", "103"),  # no region: by language
+        (None, "es-MX", "112"),
+        ("ZZ", "fr", "112"),  # neither known: the default
+        (None, None, "112"),
+    ],
+)
+def test_emergency_number(
+    policy: Policy, region: str | None, language: str | None, number: str
+) -> None:
+    assert policy.emergency_number(region, language) == number
+
+
+def test_urgent_medical_ack_per_language_with_the_number(policy: Policy) -> None:
+    for lang in ("en", "es", "ru"):
+        text = policy.urgent_medical_ack_text(lang, "911")
+        assert "911" in text
+        assert "{" not in text
+    assert policy.urgent_medical_ack_text("de", "112") == policy.urgent_medical_ack_text(
+        "en", "112"
+    )
+
+
+def test_urgent_medical_ack_placeholders_checked(default_source: str) -> None:
+    source = _broken(default_source, "Please call {number} now", "Please call {wait} now")
+    with pytest.raises(PolicyError, match="messages.en.urgent_medical_ack: unknown placeholder"):
+        parse_policy(source, "policy.toml")
+
+
+def test_escalation_defaults_page_a_clinician_never_a_supervisor(policy: Policy) -> None:
+    esc = policy.escalation
+    assert esc.unanswered_after == 300
+    assert esc.supervisor_last_resort is False
+    assert esc.page_when_no_clinician is True
+    assert [(p.channel, p.to) for p in esc.pages] == [("email", "on-call@careline.example")]
+
+
+def test_public_names_only_by_policy(default_source: str) -> None:
+    assert load_policy().public_agent_name("ana@clinic.example") is None
+    named = parse_policy(
+        default_source.replace(
+            '# "ruiz@clinic.example" = "Dr. Ruiz"', '"Ruiz@Clinic.example" = "Dr. Ruiz"'
+        )
+    )
+    assert named.public_agent_name("ruiz@clinic.example") == "Dr. Ruiz"
+    assert named.public_agent_name(None) is None
+
+
+def test_bad_emergency_region_is_refused(default_source: str) -> None:
+    source = _broken(default_source, 'regions = { ES = "112"', 'regions = { Spain = "112"')
+    with pytest.raises(PolicyError, match="emergency.regions"):
+        parse_policy(source, "policy.toml")

@@ -35,8 +35,28 @@ from router.wait import MAX_WAIT_S, WaitEstimate, expected_wait, wait_minutes
          WaitEstimate(360, surge=False, basis="live")),  # exactly 5 per agent: not yet
         ({"depth_ahead": 6, "online_agents": 0, "median_handle_s": None},
          WaitEstimate(900, surge=True, basis="fallback")),
+        # A long fallback is the SLA target, not evidence of a surge.
         ({"depth_ahead": 0, "online_agents": 0, "median_handle_s": None, "fallback_s": 3600},
-         WaitEstimate(3600, surge=True, basis="fallback")),
+         WaitEstimate(3600, surge=False, basis="fallback")),
+        # No history, clinicians online with room: someone can take it now, never a surge.
+        ({"depth_ahead": 0, "online_agents": 1, "median_handle_s": None, "fallback_s": 3600,
+          "free_slots": 4},
+         WaitEstimate(300, surge=False, basis="free")),
+        ({"depth_ahead": 2, "online_agents": 2, "median_handle_s": None, "free_slots": 3},
+         WaitEstimate(300, surge=False, basis="free")),
+        ({"depth_ahead": 0, "online_agents": 1, "median_handle_s": None, "fallback_s": 120,
+          "free_slots": 1},
+         WaitEstimate(120, surge=False, basis="free")),  # never longer than the target
+        # Free slots no more than the queue ahead: the target again, still no surge.
+        ({"depth_ahead": 3, "online_agents": 1, "median_handle_s": None, "fallback_s": 3600,
+          "free_slots": 3},
+         WaitEstimate(3600, surge=False, basis="fallback")),
+        # Nobody online: free slots do not count.
+        ({"depth_ahead": 0, "online_agents": 0, "median_handle_s": None, "free_slots": 3},
+         WaitEstimate(900, surge=False, basis="fallback")),
+        # A deep queue is live evidence, history or not.
+        ({"depth_ahead": 12, "online_agents": 2, "median_handle_s": None, "free_slots": 0},
+         WaitEstimate(900, surge=True, basis="fallback")),
         ({"depth_ahead": 1, "online_agents": 1, "median_handle_s": 600, "surge_threshold_s": 600},
          WaitEstimate(1200, surge=True, basis="live")),
         # Capped.

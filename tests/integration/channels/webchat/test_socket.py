@@ -65,7 +65,11 @@ async def test_message_is_stored_before_ack_and_retries_do_not_duplicate(
 
 
 async def test_auto_ack_status_and_live_agent_reply(rt: Runtime, new_visitor: Any) -> None:
-    agent_id, token = await make_agent(rt, name="Ana", role="agent_l1", presence="offline")
+    # Patients see the public name the policy gives, never the internal display name.
+    rt.policy = rt.policy.model_copy(update={"public_names": {"ana@clinic.example": "Ana"}})
+    agent_id, token = await make_agent(
+        rt, name="Ana (bookings)", email="ana@clinic.example", role="agent_l1", presence="offline"
+    )
     v = await new_visitor()
     sock = await v.socket()
     await sock.recv()  # status: none

@@ -23,7 +23,6 @@ from channels.email.compose import smtp_config
 from channels.email.store import AttachmentStore
 from models import Event, Message, Page
 from router.paging import PageWorker
-from router.policy import DEFAULT_POLICY_PATH, parse_policy
 from router.runtime import Runtime
 from router.workers import Sweeper
 from tests.conftest import ADMIN, auth, make_agent
@@ -283,20 +282,7 @@ async def test_a_quiet_queue_with_clinicians_online_is_not_a_surge(
 async def test_urgent_medical_gets_the_emergency_number_never_a_wait(
     client: httpx.AsyncClient, rt: Runtime
 ) -> None:
-    # Detection is another module's job: a rule tagging urgent_medical stands in for it.
-    source = DEFAULT_POLICY_PATH.read_text(encoding="utf-8")
-    rt.policy = parse_policy(
-        source
-        + """
-[[rules]]
-name = "test-urgent-medical"
-queue = "second_line"
-priority = "urgent"
-tags = ["urgent_medical"]
-[rules.match.keywords]
-en = ["chest pain"]
-"""
-    )
+    # The default policy: the warning-sign model finds the cardiac red flag itself.
     cid = await inbound(client, "u1", "m1", "I have crushing chest pain and my left arm is numb")
     sent = await outbound(rt, cid)
     assert [m.kind for m in sent] == ["emergency_ack"]

@@ -174,6 +174,9 @@ class CrisisPolicy(_Model):
     # More words for the model: language -> concept -> terms (router/signs/<lang>.toml syntax).
     # A language the model lacks (pt, fr, ...) is added this way.
     concepts: dict[str, dict[str, list[str]]] = {}
+    # The learned layer (router.learned): char n-gram logistic regression trained at build
+    # time on the tuning corpus; flags a crisis the signs missed when it is confident.
+    learned_model: bool = True
 
     @field_validator("lexicon", "regex")
     @classmethod

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from router.language import detect_language
+from router.learned import default_crisis_model
 from router.policy import PRIORITY_RANK, Policy, Rule
 from router.signs import cap_text
 from router.sla import BusinessCalendar
@@ -143,6 +144,14 @@ def route(
             urgent_medical = True
         tags.append(sign.category)
         reasons.append(sign.reason())
+    # 1c. The learned layer, only where nothing above saw a crisis (its reason says so).
+    if not crisis and policy.crisis.learned_model:
+        model = default_crisis_model()
+        p = model.probability(text)
+        if p >= model.threshold:
+            crisis = True
+            tags.append("learned")
+            reasons.append(f"learned model (char n-grams): crisis p={p:.2f}")
     if crisis:
         queue, priority = policy.crisis.queue, policy.crisis.priority
         tags[:0] = policy.crisis.tags

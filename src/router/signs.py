@@ -430,9 +430,13 @@ def load_model(
     concept -> terms), which is how a policy adds words or a whole language."""
     if directory is None:
         base = resources.files("router") / "signs"
-        files = {p.name: p.read_text(encoding="utf-8") for p in base.iterdir() if p.is_file()}
+        files = {
+            p.name: p.read_text(encoding="utf-8")
+            for p in base.iterdir()
+            if p.name.endswith(".toml")
+        }
     else:
-        files = {p.name: p.read_text(encoding="utf-8") for p in directory.iterdir()}
+        files = {p.name: p.read_text(encoding="utf-8") for p in directory.glob("*.toml")}
     signs = tomllib.loads(files.pop("signs.toml"))["sign"]
     concepts: dict[str, dict[str, list[str]]] = {}
     for name, body in sorted(files.items()):

@@ -1,0 +1,100 @@
+"""The learned crisis layer: a linear model over character n-grams, scored in pure Python.
+
+Trained at build time by ``bench/train_crisis_model.py`` (scikit-learn, tuning split only) and
+shipped as ``router/signs/crisis_model.json.gz``; nothing is downloaded or imported from
+scikit-learn at run time. It complements the warning signs: character n-grams see "suicid",
+"pastill", "таблет" inside misspelt or inflected words the concept lists have not met. Cost is
+linear: at most :data:`MAX_MODEL_CHARS` characters are scored.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from router.textnorm import normalise
+
+__all__ = ["MAX_MODEL_CHARS", "NGRAMS", "CrisisModel", "default_crisis_model", "prepare"]
+
+NGRAMS = (2, 5)
+MAX_MODEL_CHARS = 2000
+_SPACES = re.compile(r"\s\s+")
+_WORDS = re.compile(r"\S+")
+
+
+def prepare(text: str) -> str:
+    """The text as the model reads it: routing's normalisation, bounded, spaces collapsed."""
+    return _SPACES.sub(" ", normalise(text[:MAX_MODEL_CHARS]))
+
+
+def _word_grams(word: str) -> list[str]:
+    # scikit-learn's "char_wb": n-grams of each whitespace-separated word padded with spaces.
+    low, high = NGRAMS
+    padded = f" {word} "
+    out: list[str] = []
+    for n in range(low, high + 1):
+        if len(padded) < n:
+            break
+        out.extend(padded[i : i + n] for i in range(len(padded) - n + 1))
+    return out
+
+
+@dataclass(frozen=True)
+class CrisisModel:
+    """Exported TF-IDF (sublinear tf, l2 norm) + logistic-regression weights."""
+
+    features: dict[str, tuple[float, float]]  # n-gram -> (idf, weight)
+    intercept: float
+    threshold: float
+    _known: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+
+    def _grams(self, word: str) -> tuple[str, ...]:
+        # The word's n-grams the model knows, cached: words repeat, and most n-grams are unknown.
+        known = self._known.get(word)
+        if known is None:
+            if len(self._known) >= 65536:
+                self._known.clear()  # bounded under a flood of new words
+            known = tuple(g for g in _word_grams(word[:64]) if g in self.features)
+            self._known[word] = known
+        return known
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> CrisisModel:
+        """The artefact at ``path`` (default: the packaged one)."""
+        if path is None:
+            raw = (resources.files("router") / "signs" / "crisis_model.json.gz").read_bytes()
+        else:
+            raw = path.read_bytes()
+        data = json.loads(gzip.decompress(raw))
+        if tuple(data["ngrams"]) != NGRAMS:
+            raise ValueError(f"crisis model n-grams {data['ngrams']} != {NGRAMS}")
+        feats = {g: (float(v[0]), float(v[1])) for g, v in data["features"].items()}
+        return cls(feats, float(data["intercept"]), float(data["threshold"]))
+
+    def probability(self, text: str) -> float:
+        """Probability that ``text`` is a crisis, as the trained model computes it."""
+        values: list[tuple[float, float]] = []
+        grams: Counter[str] = Counter()
+        for word in _WORDS.findall(prepare(text)):
+            grams.update(self._grams(word))
+        for gram, count in grams.items():
+            known = self.features.get(gram)
+            if known is not None:
+                idf, weight = known
+                values.append(((1.0 + math.log(count)) * idf, weight))
+        norm = math.sqrt(sum(v * v for v, _ in values)) or 1.0
+        z = self.intercept + sum(v * w for v, w in values) / norm
+        return 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+
+
+@lru_cache(maxsize=1)
+def default_crisis_model() -> CrisisModel:
+    """The packaged model, loaded once."""
+    return CrisisModel.load()

@@ -21,13 +21,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from bench.routing_eval import load_samples
+from routing_eval import load_samples
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from router.learned import NGRAMS, CrisisModel, prepare
-from router.textnorm import normalise
 
 OUT = Path(__file__).resolve().parent.parent / "src" / "router" / "signs" / "crisis_model.json.gz"
 MAX_FEATURES = 20_000
@@ -88,6 +87,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    _ = normalise  # the same normalisation as routing, through prepare()
     sys.exit(main())

@@ -1,6 +1,6 @@
 """Train the learned crisis layer on the TUNING split and write its artefact.
 
-    python bench/train_crisis_model.py      # writes src/router/signs/crisis_model.json.gz
+    python bench/train_crisis_model.py      # writes src/router/sign_data/crisis_model.json.gz
 
 A logistic regression over character n-grams (scikit-learn's TF-IDF, ``char_wb`` 2-5, sublinear
 tf): it reads spelling, not words, so it carries over to typos and inflections the concept
@@ -28,7 +28,8 @@ from sklearn.model_selection import StratifiedKFold
 
 from router.learned import NGRAMS, CrisisModel, prepare
 
-OUT = Path(__file__).resolve().parent.parent / "src" / "router" / "signs" / "crisis_model.json.gz"
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "src" / "router" / "sign_data" / "crisis_model.json.gz"
 MAX_FEATURES = 20_000
 C = 4.0
 MAX_FALSE_ALARMS = 0.01

@@ -1,7 +1,7 @@
 """The learned crisis layer: a linear model over character n-grams, scored in pure Python.
 
 Trained at build time by ``bench/train_crisis_model.py`` (scikit-learn, tuning split only) and
-shipped as ``router/signs/crisis_model.json.gz``; nothing is downloaded or imported from
+shipped as ``router/sign_data/crisis_model.json.gz``; nothing is downloaded or imported from
 scikit-learn at run time. It complements the warning signs: character n-grams see "suicid",
 "pastill", "таблет" inside misspelt or inflected words the concept lists have not met. Cost is
 linear: at most :data:`MAX_MODEL_CHARS` characters are scored.
@@ -69,7 +69,7 @@ class CrisisModel:
     def load(cls, path: Path | None = None) -> CrisisModel:
         """The artefact at ``path`` (default: the packaged one)."""
         if path is None:
-            raw = (resources.files("router") / "signs" / "crisis_model.json.gz").read_bytes()
+            raw = (resources.files("router") / "sign_data" / "crisis_model.json.gz").read_bytes()
         else:
             raw = path.read_bytes()
         data = json.loads(gzip.decompress(raw))

@@ -171,7 +171,7 @@ class CrisisPolicy(_Model):
     # The built-in warning-sign model (router.signs): concepts that combine, es/ru/en. Off only
     # for a policy that wants its own lexicon alone.
     warning_signs: bool = True
-    # More words for the model: language -> concept -> terms (router/signs/<lang>.toml syntax).
+    # More words for the model: language -> concept -> terms (router/sign_data/<lang>.toml syntax).
     # A language the model lacks (pt, fr, ...) is added this way.
     concepts: dict[str, dict[str, list[str]]] = {}
     # The learned layer (router.learned): char n-gram logistic regression trained at build

@@ -6,12 +6,12 @@ like 20 of my sleeping pills an hour ago", "стою на крыше". What such
 phrase but a combination of *concepts*: someone taking + a quantity + medication; being at +
 a height; a minor's age + an adult + a secret. So the model has two parts:
 
-- **concepts** (``signs/<lang>.toml``): words and short phrases per language for each idea
+- **concepts** (``sign_data/<lang>.toml``): words and short phrases per language for each idea
   (``MEDS``, ``TOOK``, ``HEIGHT``, ...). Matching is on normalised tokens (no accents, "ё" = "е")
   by exact form, by Snowball stem, by ``prefix*``, by every inflected form of a Russian word
   (pymorphy3 expands the dictionary lemma's paradigm at load time: "выпить" also matches
   "выпила", "выпьют"), and by one edit for long words (typos: "sucidarme", "overdosed");
-- **signs** (``signs/signs.toml``, language-independent): a category fires when all of its
+- **signs** (``sign_data/signs.toml``, language-independent): a category fires when all of its
   concepts occur within a window of tokens, in any order, unless an exclusion concept (the
   idiom "me muero de risa", a past-tense "last year") is nearby.
 
@@ -425,11 +425,11 @@ def _disjoint(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
 def load_model(
     directory: Path | None = None, extra: Mapping[str, Mapping[str, Sequence[str]]] | None = None
 ) -> SignModel:
-    """The model from ``directory`` (default: the packaged ``router/signs``): ``signs.toml``
+    """The model from ``directory`` (default: the packaged ``router/sign_data``): ``signs.toml``
     and one ``<lang>.toml`` of concepts per language; ``extra`` adds terms (language ->
     concept -> terms), which is how a policy adds words or a whole language."""
     if directory is None:
-        base = resources.files("router") / "signs"
+        base = resources.files("router") / "sign_data"
         files = {
             p.name: p.read_text(encoding="utf-8")
             for p in base.iterdir()

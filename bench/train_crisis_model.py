@@ -1,6 +1,11 @@
-"""Train the learned crisis layer on the TUNING split and write its artefact.
+"""Train the learned layers on the TUNING split and write their artefacts.
 
-    python bench/train_crisis_model.py      # writes src/router/sign_data/crisis_model.json.gz
+    python bench/train_crisis_model.py
+
+writes src/router/sign_data/{crisis,clinical}_model.json.gz.
+
+Two binary models of the same kind: ``crisis`` (crisis vs everything else) and ``clinical``
+(anything for a clinician: crisis, urgent medical, clinical; vs the front desk and idioms).
 
 A logistic regression over character n-grams (scikit-learn's TF-IDF, ``char_wb`` 2-5, sublinear
 tf): it reads spelling, not words, so it carries over to typos and inflections the concept
@@ -8,8 +13,9 @@ lists lack. It is trained here, at build time, on the project's own corpus; the 
 reads the exported weights with a few lines of pure Python (``router.learned``), so neither
 scikit-learn nor any model hub is needed at run time. The held-out split is never read.
 
-The threshold is chosen by 5-fold cross-validation on the tuning split: the lowest one whose
-out-of-fold false alarms on front-desk messages (first_line + idioms) stay at or under 1 %.
+Thresholds are chosen by 5-fold cross-validation on the tuning split: for ``crisis`` the lowest
+whose out-of-fold false alarms on front-desk messages (first_line + idioms) stay at or under 1 %;
+for ``clinical`` the one with the best out-of-fold F1 for "needs a clinician".
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from sklearn.model_selection import StratifiedKFold
 from router.learned import NGRAMS, CrisisModel, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "src" / "router" / "sign_data" / "crisis_model.json.gz"
+DATA = ROOT / "src" / "router" / "sign_data"
 MAX_FEATURES = 20_000
 C = 4.0
 MAX_FALSE_ALARMS = 0.01
@@ -47,43 +53,63 @@ def _vectorizer() -> TfidfVectorizer:
     )
 
 
-def main() -> int:
+def train(name: str, positive: set[str]) -> float:
+    """Fit, choose the threshold out of fold, export, and check the pure scorer; returns the
+    worst disagreement between the pure-Python scorer and scikit-learn."""
     samples = load_samples("tuning")
     texts = np.array([prepare(s.text) for s in samples])
-    y = np.array([s.label == "crisis" for s in samples])
+    y = np.array([s.label in positive for s in samples])
     front = np.array([s.label in ("first_line", "negative") for s in samples])
 
     prob = np.zeros(len(samples))
-    for train, test in StratifiedKFold(5, shuffle=True, random_state=0).split(texts, y):
+    for train_i, test_i in StratifiedKFold(5, shuffle=True, random_state=0).split(texts, y):
         vec = _vectorizer()
         clf = LogisticRegression(C=C, class_weight="balanced", max_iter=4000)
-        clf.fit(vec.fit_transform(texts[train]), y[train])
-        prob[test] = clf.predict_proba(vec.transform(texts[test]))[:, 1]
-    threshold = next(t for t in THRESHOLDS if (prob[front] >= t).mean() <= MAX_FALSE_ALARMS)
+        clf.fit(vec.fit_transform(texts[train_i]), y[train_i])
+        prob[test_i] = clf.predict_proba(vec.transform(texts[test_i]))[:, 1]
+    if name == "crisis":
+        threshold = next(t for t in THRESHOLDS if (prob[front] >= t).mean() <= MAX_FALSE_ALARMS)
+    else:
+
+        def f1(t: float) -> float:
+            hit = prob >= t
+            tp = float((hit & y).sum())
+            return 2 * tp / (hit.sum() + y.sum()) if tp else 0.0
+
+        threshold = max((round(0.3 + 0.05 * i, 2) for i in range(13)), key=f1)
     recall = (prob[y] >= threshold).mean()
     alarms = (prob[front] >= threshold).mean()
-    print(f"threshold {threshold}: out-of-fold recall {recall:.3f}, front-desk alarms {alarms:.3f}")
+    print(
+        f"{name}: threshold {threshold}, out-of-fold recall {recall:.3f}, front-desk {alarms:.3f}"
+    )
 
     vec = _vectorizer()
     clf = LogisticRegression(C=C, class_weight="balanced", max_iter=4000)
     clf.fit(vec.fit_transform(texts), y)
-    vocab = vec.vocabulary_
-    weights = {g: [float(vec.idf_[i]), float(clf.coef_[0][i])] for g, i in vocab.items()}
+    weights = {g: [float(vec.idf_[i]), float(clf.coef_[0][i])] for g, i in vec.vocabulary_.items()}
     artefact = {
         "ngrams": list(NGRAMS),
         "intercept": float(clf.intercept_[0]),
         "threshold": threshold,
         "features": weights,
-        "trained_on": f"tuning split, {len(samples)} messages, {int(y.sum())} crises",
+        "trained_on": f"tuning split, {len(samples)} messages, {int(y.sum())} positive",
     }
-    OUT.write_bytes(gzip.compress(json.dumps(artefact, sort_keys=True).encode(), mtime=0))
+    out = DATA / f"{name}_model.json.gz"
+    out.write_bytes(gzip.compress(json.dumps(artefact, sort_keys=True).encode(), mtime=0))
 
-    # The pure-Python scorer must agree with scikit-learn on every training message.
-    model = CrisisModel.load(OUT)
+    model = CrisisModel.load(out)
     ours = np.array([model.probability(s.text) for s in samples])
     theirs = clf.predict_proba(vec.transform(texts))[:, 1]
     worst = float(np.max(np.abs(ours - theirs)))
-    print(f"wrote {OUT.name} ({OUT.stat().st_size // 1024} kB); max |pure - sklearn| = {worst:.2e}")
+    print(f"wrote {out.name} ({out.stat().st_size // 1024} kB); max |pure - sklearn| = {worst:.2e}")
+    return worst
+
+
+def main() -> int:
+    worst = max(
+        train("crisis", {"crisis"}),
+        train("clinical", {"crisis", "urgent_medical", "clinical"}),
+    )
     return 0 if worst < 1e-6 and not math.isnan(worst) else 1
 
 

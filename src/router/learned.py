@@ -21,7 +21,14 @@ from pathlib import Path
 
 from router.textnorm import normalise
 
-__all__ = ["MAX_MODEL_CHARS", "NGRAMS", "CrisisModel", "default_crisis_model", "prepare"]
+__all__ = [
+    "MAX_MODEL_CHARS",
+    "NGRAMS",
+    "CrisisModel",
+    "default_clinical_model",
+    "default_crisis_model",
+    "prepare",
+]
 
 NGRAMS = (2, 5)
 MAX_MODEL_CHARS = 2000
@@ -66,10 +73,11 @@ class CrisisModel:
         return known
 
     @classmethod
-    def load(cls, path: Path | None = None) -> CrisisModel:
-        """The artefact at ``path`` (default: the packaged one)."""
+    def load(cls, path: Path | None = None, name: str = "crisis") -> CrisisModel:
+        """The artefact at ``path`` (default: the packaged ``<name>_model.json.gz``)."""
         if path is None:
-            raw = (resources.files("router") / "sign_data" / "crisis_model.json.gz").read_bytes()
+            packaged = resources.files("router") / "sign_data" / f"{name}_model.json.gz"
+            raw = packaged.read_bytes()
         else:
             raw = path.read_bytes()
         data = json.loads(gzip.decompress(raw))
@@ -96,5 +104,11 @@ class CrisisModel:
 
 @lru_cache(maxsize=1)
 def default_crisis_model() -> CrisisModel:
-    """The packaged model, loaded once."""
+    """The packaged crisis model (crisis vs anything else), loaded once."""
     return CrisisModel.load()
+
+
+@lru_cache(maxsize=1)
+def default_clinical_model() -> CrisisModel:
+    """The packaged clinical model ("needs a clinician" vs the front desk), loaded once."""
+    return CrisisModel.load(name="clinical")

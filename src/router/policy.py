@@ -202,6 +202,8 @@ class ClinicalSignsPolicy(_Model):
 
     queue: str | None = None  # None: the crisis queue
     tags: list[str] = ["clinical"]
+    # The learned "needs a clinician" layer (router.learned), for a message no rule placed.
+    learned_model: bool = True
 
 
 class RuleMatch(_Model):

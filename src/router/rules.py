@@ -21,7 +21,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from router.language import detect_language
-from router.learned import default_crisis_model
+from router.learned import default_clinical_model, default_crisis_model
 from router.policy import PRIORITY_RANK, Policy, Rule
 from router.signs import cap_text
 from router.sla import BusinessCalendar
@@ -191,6 +191,15 @@ def route(
             queue = clinical_queue
             reasons.extend(clinical)
             reasons.append(f"health question → {queue}")
+
+    # 2c. A message no rule placed: the learned "needs a clinician" layer decides, when sure.
+    if queue is None and policy.clinical.learned_model:
+        model = default_clinical_model()
+        p = model.probability(text)
+        if p >= model.threshold:
+            queue = policy.clinical.queue or policy.crisis.queue
+            tags.extend(policy.clinical.tags)
+            reasons.append(f"learned model (char n-grams): health question p={p:.2f} → {queue}")
 
     # 3. Defaults.
     if queue is None:

@@ -24,7 +24,9 @@ from router.policy import load_policy
 MIN_TOTAL = {"crisis": 150, "urgent_medical": 60, "clinical": 150, "first_line": 200}
 CRISIS_PRECISION_FLOOR = 0.9
 CLASS_FLOOR = 0.84  # precision and recall of clinical / first_line on the tuning split
-MAX_NEGATIVES_FLAGGED = 8  # per language, of about 45 idioms ("me quiero morir de vergüenza")
+MAX_NEGATIVES_FLAGGED = (
+    0.2  # share of idioms flagged, per language ("me quiero morir de vergüenza")
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def test_urgent_medical_recall_is_total_on_tuning(
 def test_crisis_precision(reports: dict[str, LanguageReport], language: str) -> None:
     rep = reports[language]
     assert rep.scores["crisis"].precision >= CRISIS_PRECISION_FLOOR
-    assert rep.negatives_flagged <= MAX_NEGATIVES_FLAGGED
+    assert rep.negatives_flagged <= MAX_NEGATIVES_FLAGGED * rep.negatives
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

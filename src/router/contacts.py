@@ -111,6 +111,13 @@ async def merge_contacts(
     )
     attrs = dict(other.attributes or {})
     attrs.update(keep.attributes or {})
+    # Per-visitor mail fallbacks (web chat confirmations) of both contacts stay apart.
+    mail = {
+        **dict((other.attributes or {}).get("webchat_mail") or {}),
+        **dict((keep.attributes or {}).get("webchat_mail") or {}),
+    }
+    if mail:
+        attrs["webchat_mail"] = mail
     keep.attributes = attrs
     keep.name = keep.name or other.name
     keep.updated_at = now

@@ -283,11 +283,13 @@ async def enqueue_outbound(
     kind: str = "text",
     author_agent_id: int | None = None,
     channel: str | None = None,
+    recipient: str | None = None,
     now: datetime,
 ) -> Message:
-    """Write an outbound message and its outbox item in one transaction."""
+    """Write an outbound message and its outbox item in one transaction. `recipient`, when
+    the caller has already chosen one (web chat's mail fallback), skips `recipient_for`."""
     ch = channel or await reply_channel(session, conv)
-    recipient = await recipient_for(session, conv, ch)
+    recipient = recipient or await recipient_for(session, conv, ch)
     msg = Message(
         conversation_id=conv.id,
         direction="out",

@@ -26,9 +26,10 @@ class AppContact(BaseModel):
     name: str | None = Field(default=None, max_length=200)
     phone: str | None = Field(default=None, max_length=40)
     email: EmailStr | None = None
-    # The app's back-end usually verified these at sign-up (SMS code, e-mail link); when it
-    # did not, it says so and the values are kept without merging contacts on them.
-    verified: bool = True
+    # Only when the app's back-end says it verified these (SMS code, e-mail link) do they
+    # merge contacts. The default is no: an app user who types a stranger's phone number
+    # must not join the stranger's conversations and receive their replies.
+    verified: bool = False
 
 
 class AppMessage(BaseModel):

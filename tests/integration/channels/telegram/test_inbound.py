@@ -338,7 +338,7 @@ async def test_forged_or_expired_deep_link_links_nothing(
 async def test_shared_own_phone_merges_with_the_app_contact(
     tg_client: httpx.AsyncClient, rt: Runtime
 ) -> None:
-    app_conv = await app_message(tg_client, "u-5", phone="+34 612 345 678")
+    app_conv = await app_message(tg_client, "u-5", phone="+34 612 345 678", verified=True)
     app_contact = (
         await tg_client.get(f"/api/v1/conversations/{app_conv['conversation_id']}", headers=ADMIN)
     ).json()["contact_id"]

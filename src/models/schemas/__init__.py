@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 T = TypeVar("T")
 
@@ -17,6 +17,8 @@ PriorityName = Literal["low", "normal", "high", "urgent"]
 # overflow (a 500) at the query.
 MAX_ID = 2**63 - 1
 DbId = Annotated[int, Field(ge=1, le=MAX_ID)]
+# The queue tier each role works; admin has none unless given one (it may read both).
+ROLE_TIERS: dict[str, int] = {"agent_l1": 1, "agent_l2": 2, "supervisor": 2}
 
 
 class Page(BaseModel, Generic[T]):
@@ -34,6 +36,17 @@ class AgentCreate(BaseModel):
     languages: list[str] = Field(default_factory=list, max_length=20)
     skills: list[str] = Field(default_factory=list, max_length=50)
     capacity: int = Field(default=5, ge=0, le=200)
+
+    @model_validator(mode="after")
+    def _tier_matches_role(self) -> AgentCreate:
+        # Reading follows the role, assignment the tier: an `agent_l1` of tier 2 was handed
+        # second-line (crisis) work it could not open. So the tier is the role's, or refused.
+        role_tier = ROLE_TIERS.get(self.role)
+        if self.tier is None:
+            self.tier = role_tier
+        elif self.role == "integration" or (role_tier is not None and self.tier != role_tier):
+            raise ValueError(f"role {self.role} cannot have tier {self.tier}")
+        return self
 
 
 class AgentRead(BaseModel):

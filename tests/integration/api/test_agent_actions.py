@@ -283,3 +283,20 @@ async def test_tag_filter_pages_in_sql(client: httpx.AsyncClient, rt: Runtime) -
     ).json()
     assert [c["id"] for c in page2["items"]] == [min(ids)]
     assert page2["next_cursor"] is None
+
+
+async def test_agent_tier_follows_the_role(client: httpx.AsyncClient, rt: Runtime) -> None:
+    # Reading follows the role and assignment the tier: an agent_l1 of tier 2 was handed
+    # second-line crisis work it could not open. A disagreeing tier is refused.
+    for role, tier in (("agent_l1", 2), ("agent_l2", 1), ("supervisor", 1), ("integration", 1)):
+        r = await client.post(
+            "/api/v1/agents", json={"name": "x", "role": role, "tier": tier}, headers=ADMIN
+        )
+        assert r.status_code == 422, (role, tier, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+    for role, tier in (("agent_l1", 1), ("agent_l2", None), ("supervisor", 2)):
+        r = await client.post(
+            "/api/v1/agents", json={"name": "x", "role": role, "tier": tier}, headers=ADMIN
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["tier"] == {"agent_l1": 1}.get(role, 2)

@@ -78,6 +78,8 @@ async def _mail_copy(session: AsyncSession, rt: Runtime, msg: Message, now: date
         )
     except Conflict:
         return "skipped:unreachable"
+    # A copy: the conversation keeps replying on web chat, not on e-mail.
+    copy.channel_meta = {**(copy.channel_meta or {}), flows.COPY_OF: str(msg.id)}
     msg.channel_meta = {**(msg.channel_meta or {}), MAILED_ID: copy.id}
     return "mailed"
 

@@ -152,6 +152,9 @@ class ReplyCreate(BaseModel):
     text: str = Field(min_length=1, max_length=20_000)
     internal: bool = False
     channel: Literal["telegram", "webchat", "email", "app"] | None = None
+    # Move the replies to another of the contact's identities (its id, from the contact):
+    # they never move there on their own. Later replies follow it.
+    identity_id: DbId | None = None
 
 
 class AssignBody(BaseModel):
@@ -185,6 +188,7 @@ class StatusBody(BaseModel):
 class IdentityRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
+    id: int  # a reply's `identity_id`
     kind: str
     value: str
     verified: bool

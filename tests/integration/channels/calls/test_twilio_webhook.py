@@ -278,3 +278,14 @@ async def test_crisis_words_in_voicemail_make_it_urgent_second_line(
             assert "call me back" not in str(ev.data)
             if ev.type.startswith("callback."):
                 assert "life" not in str(ev.data)
+
+
+async def test_unparseable_caller_is_not_a_verified_phone(
+    calls_client: httpx.AsyncClient, calls_rt: Runtime, clock: FakeClock
+) -> None:
+    r = await post_twilio(calls_client, twilio_params("status_no_answer", clock, From="12"))
+    assert r.status_code == 200, r.text
+    async with calls_rt.db.session() as s:
+        idents = {(i.kind, i.value, i.verified) for i in await s.scalars(select(ContactIdentity))}
+    assert ("phone", "raw:12", False) in idents
+

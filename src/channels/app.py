@@ -12,11 +12,18 @@ from datetime import datetime
 from typing import ClassVar
 
 import httpx
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from channels.base import DeliveryError
 from channels.signing import hmac_sha256_header
-from models.messages import ChannelName, DeliveryResult, InboundMessage, OutboundMessage, Sender
+from models.messages import (
+    ChannelName,
+    DeliveryResult,
+    InboundMessage,
+    OutboundMessage,
+    Sender,
+    check_date,
+)
 
 
 class AppContact(BaseModel):
@@ -38,6 +45,11 @@ class AppMessage(BaseModel):
     external_id: str = Field(min_length=1, max_length=200)
     text: str = Field(min_length=1, max_length=20_000)
     sent_at: AwareDatetime | None = None
+
+    @field_validator("sent_at")
+    @classmethod
+    def _possible(cls, value: datetime | None) -> datetime | None:
+        return check_date(value)
 
 
 class AppInbound(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 T = TypeVar("T")
 
@@ -19,6 +19,10 @@ MAX_ID = 2**63 - 1
 DbId = Annotated[int, Field(ge=1, le=MAX_ID)]
 # The queue tier each role works; admin has none unless given one (it may read both).
 ROLE_TIERS: dict[str, int] = {"agent_l1": 1, "agent_l2": 2, "supervisor": 2}
+
+
+def _no_nul(value: Any) -> Any:
+    return value.replace("\x00", "") if isinstance(value, str) else value
 
 
 class Page(BaseModel, Generic[T]):
@@ -149,7 +153,8 @@ class MessageRead(BaseModel):
 class ReplyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=20_000)
+    # NULs dropped: PostgreSQL refuses them in text (a 500), and nobody means one.
+    text: Annotated[str, BeforeValidator(_no_nul)] = Field(min_length=1, max_length=20_000)
     internal: bool = False
     channel: Literal["telegram", "webchat", "email", "app"] | None = None
     # Move the replies to another of the contact's identities (its id, from the contact):

@@ -398,3 +398,21 @@ async def test_attachment_rows_are_references(tg_client: httpx.AsyncClient, rt: 
             245120,
             "informe médico.pdf",
         )
+
+
+async def test_nul_text_and_overlong_file_id_are_not_a_500(
+    tg_client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    update = load_update("document")
+    update["message"]["document"]["file_id"] = "F" * 3000
+    update["message"]["caption"] = "informe\x00 adjunto"
+    update["message"]["from"]["first_name"] = "Lu\x00cía"
+    r = await post_update(tg_client, update)
+    assert r.status_code == 200, r.text
+    async with rt.db.session() as s:
+        att = await s.scalar(select(Attachment))
+        assert att is not None
+        assert len(att.url) <= 2000
+        msg = await s.scalar(select(Message).where(Message.direction == "in"))
+        assert msg is not None
+        assert "\x00" not in msg.text

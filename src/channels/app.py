@@ -12,11 +12,18 @@ from datetime import datetime
 from typing import ClassVar
 
 import httpx
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from channels.base import DeliveryError
 from channels.signing import hmac_sha256_header
-from models.messages import ChannelName, DeliveryResult, InboundMessage, OutboundMessage, Sender
+from models.messages import (
+    ChannelName,
+    DeliveryResult,
+    InboundMessage,
+    OutboundMessage,
+    Sender,
+    check_date,
+)
 
 
 class AppContact(BaseModel):
@@ -26,9 +33,10 @@ class AppContact(BaseModel):
     name: str | None = Field(default=None, max_length=200)
     phone: str | None = Field(default=None, max_length=40)
     email: EmailStr | None = None
-    # The app's back-end usually verified these at sign-up (SMS code, e-mail link); when it
-    # did not, it says so and the values are kept without merging contacts on them.
-    verified: bool = True
+    # Only when the app's back-end says it verified these (SMS code, e-mail link) do they
+    # merge contacts. The default is no: an app user who types a stranger's phone number
+    # must not join the stranger's conversations and receive their replies.
+    verified: bool = False
 
 
 class AppMessage(BaseModel):
@@ -37,6 +45,11 @@ class AppMessage(BaseModel):
     external_id: str = Field(min_length=1, max_length=200)
     text: str = Field(min_length=1, max_length=20_000)
     sent_at: AwareDatetime | None = None
+
+    @field_validator("sent_at")
+    @classmethod
+    def _possible(cls, value: datetime | None) -> datetime | None:
+        return check_date(value)
 
 
 class AppInbound(BaseModel):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ChannelName = Literal["telegram", "webchat", "email", "calls", "app"]
 CHANNELS: tuple[ChannelName, ...] = ("telegram", "webchat", "email", "calls", "app")
@@ -20,8 +20,85 @@ IDENTITY_KIND: dict[str, str] = {
 }
 
 
+# Inbound values are normalised here, once for every channel, so plausible bad input is
+# stored or refused with a 4xx, never a database error (a 500 that providers retry forever):
+# PostgreSQL refuses NUL in text, columns have sizes, and a year-1 date overflows.
+MAX_JSON_DEPTH = 32
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+class InboundValueError(ValueError):
+    """An inbound value no channel could store (an impossible date, JSON nested too deep)."""
+
+
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """Nesting depth of decoded JSON, counted up to `limit + 1` (iteratively: no recursion)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((v, depth + 1) for v in children)
+    return deepest
+
+
+def raw_json_too_deep(raw: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when undecoded JSON nests deeper than `limit`: checked before `json.loads`, which
+    would recurse (RecursionError, a 500) on a body of a few kilobytes of brackets."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    depth, in_str, esc = 0, False, False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
+def clean(value: Any, max_len: int | None = None) -> Any:
+    """NULs out of every string (recursively), and a string cut to `max_len`."""
+    if isinstance(value, str):
+        value = value.replace("\x00", "")
+        return value[:max_len] if max_len is not None else value
+    if isinstance(value, dict):
+        return {clean(k): clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(clean(v) for v in value)
+    return value
+
+
+def check_date(value: datetime | None) -> datetime | None:
+    if value is not None and not EARLIEST <= value <= LATEST:
+        raise InboundValueError("date out of range")
+    return value
+
+
 class Sender(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        limits = {"external_id": 320, "name": 200, "phone": 320, "email": 320}
+        return {k: clean(v, limits.get(k)) for k, v in data.items()}
 
     external_id: str = Field(min_length=1, max_length=320)
     name: str | None = None
@@ -35,6 +112,14 @@ class Sender(BaseModel):
 class AttachmentRef(BaseModel):
     model_config = ConfigDict(frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        limits = {"kind": 16, "url": 2000, "mime": 200, "name": 300}
+        return {k: clean(v, limits.get(k)) for k, v in data.items()}
+
     kind: str = "file"
     url: str
     mime: str | None = None
@@ -47,6 +132,30 @@ class InboundMessage(BaseModel):
     """One customer message (or call log), normalised from any channel."""
 
     model_config = ConfigDict(frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalise(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if json_depth(data.get("channel_meta")) > MAX_JSON_DEPTH:
+            raise InboundValueError("channel metadata nested too deep")
+        limits = {"external_id": 500, "subject": 300}
+        keep = ("sender", "attachments", "received_at", "sent_at")
+        return {k: v if k in keep else clean(v, limits.get(k)) for k, v in data.items()}
+
+    @field_validator("received_at")
+    @classmethod
+    def _possible(cls, value: datetime) -> datetime:
+        check_date(value)
+        return value
+
+    @field_validator("sent_at")
+    @classmethod
+    def _claimed(cls, value: datetime | None) -> datetime | None:
+        # The sender's own claim (a mail's Date header): an impossible one is dropped rather
+        # than losing the message; APIs that take it refuse it instead (`check_date`).
+        return value if value is None or EARLIEST <= value <= LATEST else None
 
     channel: ChannelName
     external_id: str = Field(min_length=1, max_length=500)

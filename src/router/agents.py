@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Agent, Conversation
-from models.schemas import AgentCreate, AgentRead
+from models.schemas import ROLE_TIERS, AgentCreate, AgentRead
 from router import assignment, events
 from router.assign import is_urgent
 from router.auth import hash_token, new_token
@@ -43,7 +43,7 @@ async def open_counts(session: AsyncSession) -> dict[int, int]:
 
 
 def default_tier(role: str) -> int | None:
-    return {"agent_l1": 1, "agent_l2": 2, "supervisor": 2}.get(role)
+    return ROLE_TIERS.get(role)
 
 
 async def create(session: AsyncSession, body: AgentCreate) -> tuple[Agent, str]:

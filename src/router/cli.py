@@ -102,19 +102,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             _serve(settings, args.host, args.port)
         return 0
     if args.cmd == "agent" and args.agent_cmd == "create":
+        from pydantic import ValidationError
+
         from models.schemas import AgentCreate
         from router.demo import create_agent
 
+        try:
+            body = AgentCreate(
+                name=args.name,
+                role=args.role,
+                email=args.email,
+                tier=args.tier,
+                languages=[x for x in args.languages.split(",") if x],
+                skills=[x for x in args.skills.split(",") if x],
+                capacity=args.capacity,
+            )
+        except ValidationError as exc:
+            msgs = "; ".join(str(e["msg"]) for e in exc.errors())
+            print(f"careline: error: {msgs}", file=sys.stderr)
+            return 2
         _migrate(settings)
-        body = AgentCreate(
-            name=args.name,
-            role=args.role,
-            email=args.email,
-            tier=args.tier,
-            languages=[x for x in args.languages.split(",") if x],
-            skills=[x for x in args.skills.split(",") if x],
-            capacity=args.capacity,
-        )
         agent_id, token = asyncio.run(create_agent(settings, body))
         print(f"agent {agent_id} created ({args.role}). Token (shown once): {token}")
         return 0

@@ -29,7 +29,12 @@ async def resolve_contact(
     values are only remembered as attributes, so nobody can claim another's identity.
     """
     kind = IDENTITY_KIND[channel]
-    keys: list[tuple[str, str, bool]] = [(kind, sender.external_id, kind in ("phone", "email"))]
+    # A call's identity is a verified phone only when it is a parsed E.164 number: a caller
+    # id that does not parse ("raw:…") or a withheld one is remembered, never verified.
+    own_verified = kind == "email" or (
+        kind == "phone" and sender.phone_verified and sender.phone == sender.external_id
+    )
+    keys: list[tuple[str, str, bool]] = [(kind, sender.external_id, own_verified)]
     if sender.phone and sender.phone_verified and kind != "phone":
         keys.append(("phone", sender.phone, True))
     if sender.email and sender.email_verified and kind != "email":
@@ -111,6 +116,13 @@ async def merge_contacts(
     )
     attrs = dict(other.attributes or {})
     attrs.update(keep.attributes or {})
+    # Per-visitor mail fallbacks (web chat confirmations) of both contacts stay apart.
+    mail = {
+        **dict((other.attributes or {}).get("webchat_mail") or {}),
+        **dict((keep.attributes or {}).get("webchat_mail") or {}),
+    }
+    if mail:
+        attrs["webchat_mail"] = mail
     keep.attributes = attrs
     keep.name = keep.name or other.name
     keep.updated_at = now

@@ -12,7 +12,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 import phonenumbers
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -262,8 +262,34 @@ async def _crisis_flagged(session: AsyncSession, conv: Conversation) -> bool:
     return bool(n)
 
 
+# channel_meta keys: who wrote an inbound message (its identity value), and, on a copy of a
+# reply sent on another channel (web chat's mail fallback), the id of the original.
+SENDER = "sender"
+COPY_OF = "copy_of"
+
+
+def _customer_outbound(conv: Conversation) -> Select[Any]:
+    return (
+        select(Message)
+        .where(
+            Message.conversation_id == conv.id,
+            Message.direction == "out",
+            Message.channel.in_(TEXT_CHANNELS),
+            Message.channel_meta[COPY_OF].as_string().is_(None),
+        )
+        .order_by(Message.id.desc())
+        .limit(1)
+    )
+
+
 async def reply_channel(session: AsyncSession, conv: Conversation) -> str:
-    """The customer's own channel: where they last wrote from, if it can carry text."""
+    """The channel the conversation has been replying on; before the first reply, the one
+    the customer wrote from. Replies never move on their own: a message from another of the
+    contact's identities (newly linked, perhaps not the same person) is stored, but moving
+    the replies there takes an agent's reply with `identity_id`."""
+    last_out: Message | None = await session.scalar(_customer_outbound(conv))
+    if last_out is not None:
+        return last_out.channel
     ch = await session.scalar(
         select(Message.channel)
         .where(
@@ -271,7 +297,7 @@ async def reply_channel(session: AsyncSession, conv: Conversation) -> str:
             Message.direction == "in",
             Message.channel.in_(TEXT_CHANNELS),
         )
-        .order_by(Message.id.desc())
+        .order_by(Message.id)
         .limit(1)
     )
     if ch is None and conv.channel in TEXT_CHANNELS:
@@ -282,14 +308,35 @@ async def reply_channel(session: AsyncSession, conv: Conversation) -> str:
 
 
 async def recipient_for(session: AsyncSession, conv: Conversation, channel: str) -> str:
-    ident = await session.scalar(
-        select(ContactIdentity)
-        .where(
-            ContactIdentity.contact_id == conv.contact_id,
-            ContactIdentity.kind == IDENTITY_KIND[channel],
+    """The identity the conversation has been using on `channel`: where its last reply there
+    went, else who first wrote from there; only for a channel the conversation never used
+    (an agent's explicit choice), the contact's newest identity of that kind."""
+    kind = IDENTITY_KIND[channel]
+    value: str | None = None
+    last_out: Message | None = await session.scalar(
+        _customer_outbound(conv).where(Message.channel == channel)
+    )
+    if last_out is not None and (last_out.channel_meta or {}).get("recipient"):
+        value = str(last_out.channel_meta["recipient"])
+    else:
+        first_in = await session.scalar(
+            select(Message)
+            .where(
+                Message.conversation_id == conv.id,
+                Message.direction == "in",
+                Message.channel == channel,
+                Message.channel_meta[SENDER].as_string().is_not(None),
+            )
+            .order_by(Message.id)
+            .limit(1)
         )
-        .order_by(ContactIdentity.id.desc())
-        .limit(1)
+        if first_in is not None:
+            value = str(first_in.channel_meta[SENDER])
+    where = [ContactIdentity.contact_id == conv.contact_id, ContactIdentity.kind == kind]
+    if value is not None:
+        where.append(ContactIdentity.value == value)
+    ident = await session.scalar(
+        select(ContactIdentity).where(*where).order_by(ContactIdentity.id.desc()).limit(1)
     )
     if ident is None:
         raise Conflict(f"the contact has no {channel} identity to reply to")
@@ -307,11 +354,13 @@ async def enqueue_outbound(
     kind: str = "text",
     author_agent_id: int | None = None,
     channel: str | None = None,
+    recipient: str | None = None,
     now: datetime,
 ) -> Message:
-    """Write an outbound message and its outbox item in one transaction."""
+    """Write an outbound message and its outbox item in one transaction. `recipient`, when
+    the caller has already chosen one (web chat's mail fallback), skips `recipient_for`."""
     ch = channel or await reply_channel(session, conv)
-    recipient = await recipient_for(session, conv, ch)
+    recipient = recipient or await recipient_for(session, conv, ch)
     msg = Message(
         conversation_id=conv.id,
         direction="out",

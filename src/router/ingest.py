@@ -77,7 +77,8 @@ async def _ingest_new(session: AsyncSession, rt: Runtime, msg: InboundMessage) -
         sent_at=msg.sent_at,
         created_at=msg.received_at,
         delivery_status="sent" if outbound else "received",
-        channel_meta=dict(msg.channel_meta),
+        # Who wrote it: replies keep going to the identity a conversation has been using.
+        channel_meta={**msg.channel_meta, flows.SENDER: msg.sender.external_id},
     )
     session.add(message)
     # The unique (channel, external_id) constraint fires at the next flush, inside our

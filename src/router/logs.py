@@ -44,13 +44,21 @@ _CHATTY = (
     "aiogram",
     "uvicorn.access",
     "aiosmtplib",
+    # SSE chunks (routing reasons quote the patient) and WebSocket frames at DEBUG.
+    "sse_starlette",
+    "websockets",
 )
+# uvicorn logs every WebSocket frame's content to "uvicorn.error" at DEBUG; its INFO and
+# above (start-up, shutdown, errors) carry no content and stay.
+_FRAMES = "uvicorn.error"
 
 
 class PrivacyFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.WARNING:
             return True
+        if record.levelno < logging.INFO and record.name == _FRAMES:
+            return False
         return not any(record.name == n or record.name.startswith(n + ".") for n in _CHATTY)
 
 

@@ -1,6 +1,9 @@
 """Per-caller rate limits (token bucket), answered with 429 and `Retry-After`.
 
-Keys: the bearer token's hash for the API, the client address for webhooks and web chat.
+Keys: for the API, a token's hash once that token has authenticated in this process (an
+integration token, one back-end forwarding every customer, gets buckets of its own and a
+higher rate); a request with no token or one not known to be valid is keyed by the client
+address, so rotating junk tokens buys no fresh buckets. Webhooks and web chat: the address.
 Buckets live in this process: with N instances behind a load balancer a caller gets up to N
 times the rate, which still bounds a runaway client or a flood per instance.
 """
@@ -63,6 +66,32 @@ class TokenBuckets:
         return (1 - b.tokens) / self.rate
 
 
+def token_key(authorization: str) -> str:
+    # Never keep the token itself in memory longer than needed: its hash is the key.
+    return "t:" + hashlib.sha256(authorization.encode()).hexdigest()[:32]
+
+
+class KnownTokens:
+    """Token keys that authenticated, with their role (most recent first out when full).
+    Filled by the auth dependency; read by the middleware on the next request."""
+
+    def __init__(self, max_keys: int = 50_000) -> None:
+        self.max_keys = max_keys
+        self._roles: OrderedDict[str, str] = OrderedDict()
+
+    def remember(self, key: str, role: str) -> None:
+        self._roles[key] = role
+        self._roles.move_to_end(key)
+        if len(self._roles) > self.max_keys:
+            self._roles.popitem(last=False)
+
+    def role(self, key: str) -> str | None:
+        return self._roles.get(key)
+
+
+STATE_KEY = "careline_known_tokens"
+
+
 class RateLimitMiddleware:
     """Pure ASGI middleware (no body buffering; WebSocket handshakes pass through)."""
 
@@ -72,15 +101,21 @@ class RateLimitMiddleware:
         *,
         api: TokenBuckets | None,
         webhooks: TokenBuckets | None,
+        integration: TokenBuckets | None = None,
+        known: KnownTokens | None = None,
     ) -> None:
         self.app = app
         self.api = api
         self.webhooks = webhooks
+        self.integration = integration
+        self.known = known or KnownTokens()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # The auth dependency records tokens that authenticate here (`remember_token`).
+        scope.setdefault("state", {})[STATE_KEY] = self.known
         path: str = scope.get("path", "")
         buckets, key = self._classify(scope, path)
         if buckets is not None:
@@ -93,13 +128,24 @@ class RateLimitMiddleware:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+        if key.startswith("ip:") and path.startswith("/api/"):
+            # A token that just authenticated: this request counts in its own buckets too,
+            # so its first request is not a free one.
+            auth = Request(scope).headers.get("authorization", "")
+            role = self.known.role(token_key(auth)) if auth else None
+            own = self.integration if role == "integration" and self.integration else self.api
+            if role is not None and own is not None:
+                own.take(token_key(auth))
 
     def _classify(self, scope: Scope, path: str) -> tuple[TokenBuckets | None, str]:
         if path.startswith("/api/"):
             auth = Request(scope).headers.get("authorization", "")
-            if auth:
-                # Never keep the token itself in memory longer than needed: its hash is the key.
-                return self.api, "t:" + hashlib.sha256(auth.encode()).hexdigest()[:32]
+            key = token_key(auth) if auth else ""
+            role = self.known.role(key) if key else None
+            if role == "integration" and self.integration is not None:
+                return self.integration, key
+            if role is not None:
+                return self.api, key
             return self.api, "ip:" + _client(scope)
         if path.startswith(("/webhooks/", "/webchat/sessions")):
             return self.webhooks, "ip:" + _client(scope)
@@ -109,3 +155,11 @@ class RateLimitMiddleware:
 def _client(scope: Scope) -> str:
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
+
+
+def remember_token(request: Request, role: str) -> None:
+    """Called once a bearer token authenticated: later requests get that token's buckets."""
+    known = getattr(request.state, STATE_KEY, None)
+    auth = request.headers.get("authorization", "")
+    if isinstance(known, KnownTokens) and auth:
+        known.remember(token_key(auth), role)

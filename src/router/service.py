@@ -11,7 +11,16 @@ from sqlalchemy import ColumnElement, exists, func, or_, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Agent, Attachment, Conversation, Event, Message, OutboxItem, Queue
+from models import (
+    Agent,
+    Attachment,
+    ContactIdentity,
+    Conversation,
+    Event,
+    Message,
+    OutboxItem,
+    Queue,
+)
 from models.schemas import MAX_ID, AttachmentRead, ConversationRead, MessageRead
 from router import assignment, flows, paging, timers
 from router.auth import Principal, can_read_tier
@@ -258,6 +267,7 @@ async def reply(
     text: str,
     internal: bool,
     channel: str | None,
+    identity_id: int | None = None,
 ) -> Message:
     _require_agent(p)
     conv = await get_conversation(session, p, conv_id, for_update=True)
@@ -281,8 +291,25 @@ async def reply(
             session, "note.created", conv, agent_id=p.agent_id, data={"message_id": note.id}
         )
         return note
+    recipient = None
+    if identity_id is not None:
+        ident = await session.get(ContactIdentity, identity_id)
+        if ident is None or ident.contact_id != conv.contact_id:
+            raise InvalidInput("identity_id is not one of this conversation's contact")
+        if ident.kind not in flows.TEXT_CHANNELS or (channel and channel != ident.kind):
+            raise InvalidInput(f"cannot reply to a {ident.kind} identity on this channel")
+        if ident.unreachable:
+            raise Conflict(f"the contact is unreachable on {ident.kind}")
+        channel, recipient = ident.kind, ident.value
     msg = await flows.enqueue_outbound(
-        session, rt, conv, text, author_agent_id=p.agent_id, channel=channel, now=now
+        session,
+        rt,
+        conv,
+        text,
+        author_agent_id=p.agent_id,
+        channel=channel,
+        recipient=recipient,
+        now=now,
     )
     if conv.first_response_at is None:
         conv.first_response_at = now

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # 0 turns a limit off. Providers retry 429s, so a flood slows down rather than gets lost.
     rate_limit_api_per_min: int = 600
     rate_limit_api_burst: int = 120
+    # Integration tokens: one app back-end forwards every customer's messages.
+    rate_limit_integration_per_min: int = 6000
+    rate_limit_integration_burst: int = 1000
     rate_limit_webhooks_per_min: int = 3000
     rate_limit_webhooks_burst: int = 600
     log_level: str = "INFO"

@@ -113,3 +113,20 @@ def test_serve_refuses_an_invalid_policy_and_names_the_line(tmp_path: Path) -> N
     assert "default_queue" in r.stderr
     assert "third_line" in r.stderr
     assert not (tmp_path / "x.db").exists(), "nothing touched before the policy is valid"
+
+
+def test_cli_agent_create_refuses_a_tier_the_role_disagrees_with(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from router import cli
+    from router.settings import get_settings
+
+    monkeypatch.setenv("CARELINE_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+    get_settings.cache_clear()
+    try:
+        code = cli.main(["agent", "create", "--name", "x", "--role", "agent_l1", "--tier", "2"])
+    finally:
+        get_settings.cache_clear()
+    assert code == 2
+    assert "cannot have tier 2" in capsys.readouterr().err
+    assert not (tmp_path / "c.db").exists(), "refused before touching the database"

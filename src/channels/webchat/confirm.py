@@ -4,10 +4,16 @@ A visitor may type an e-mail into the widget's session; until they prove they re
 mailbox it stays an unverified attribute and never joins them to anyone. We mail a link
 carrying a token (visitor id, address, locale, expiry) signed with a subkey of the web chat
 key, so a visitor token, which carries the same unverified address, can never pass for a
-confirmation. Opening the link shows a button; pressing it (a POST) adds the verified `email`
-identity to the visitor's contact, merging with whoever already owns that verified address.
-Two steps, because mail scanners open every link in a message: a GET that confirmed would
-let anyone who typed a victim's address get it confirmed by the victim's scanner.
+confirmation. Opening the link shows a button; pressing it (a POST) records the address as
+the mail fallback of *this visitor's own* conversations, and nothing more. Two steps, because
+mail scanners open every link in a message: a GET that confirmed would let anyone who typed a
+victim's address get it confirmed by the victim's scanner.
+
+The press proves that the mailbox's owner agreed to receive this visitor's replies, not that
+the visitor is that owner: anyone can open a chat with a patient's address, and the patient,
+seeing a genuine mail, may well press Confirm. So a confirmation never adds an `email`
+identity and never merges contacts (that would let a stranger write into the patient's
+conversation and receive the clinician's replies); joining people stays an agent's merge.
 """
 
 from __future__ import annotations
@@ -24,12 +30,13 @@ from urllib.parse import quote
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import DeliveryError
 from channels.email.adapter import EmailChannel
 from channels.webchat.adapter import WebchatChannel
 from channels.webchat.tokens import VERSION, BadToken, opt_str, sign_body, subkey, verify_body
-from models import ContactIdentity
+from models import Contact, ContactIdentity
 from models.messages import Sender
 from router import events
 from router.contacts import resolve_contact
@@ -43,6 +50,8 @@ PATH = "/webchat/confirm-email"
 # One mail per address per instance in this window: the session endpoint is open to anyone,
 # and must not become a way to flood a stranger's mailbox.
 RESEND_AFTER_S = 600.0
+# Contact attribute: {visitor id: confirmed address}, the mail fallback of that visitor only.
+MAIL_ATTR = "webchat_mail"
 
 
 class ConfirmError(BadToken):
@@ -190,21 +199,25 @@ def _may_send(channel: WebchatChannel, email: str) -> bool:
     return True
 
 
+def confirmed_address(contact: Contact | None, visitor_id: str) -> str | None:
+    """The address `visitor_id` confirmed for its mail fallback, if any."""
+    mapping = (contact.attributes or {}).get(MAIL_ATTR) if contact is not None else None
+    value = mapping.get(visitor_id) if isinstance(mapping, dict) else None
+    return value if isinstance(value, str) else None
+
+
+async def _visitor_contact(session: AsyncSession, visitor_id: str) -> Contact | None:
+    return await session.scalar(
+        select(Contact)
+        .join(ContactIdentity, ContactIdentity.contact_id == Contact.id)
+        .where(ContactIdentity.kind == "webchat", ContactIdentity.value == visitor_id)
+    )
+
+
 async def already_confirmed(rt: Runtime, visitor_id: str, email: str) -> bool:
     async with rt.db.session() as session:
-        owner = await session.scalar(
-            select(ContactIdentity.contact_id).where(
-                ContactIdentity.kind == "email",
-                ContactIdentity.value == email,
-                ContactIdentity.verified.is_(True),
-            )
-        )
-        visitor = await session.scalar(
-            select(ContactIdentity.contact_id).where(
-                ContactIdentity.kind == "webchat", ContactIdentity.value == visitor_id
-            )
-        )
-    return owner is not None and owner == visitor
+        contact = await _visitor_contact(session, visitor_id)
+        return confirmed_address(contact, visitor_id) == email
 
 
 async def send_confirmation(
@@ -246,35 +259,35 @@ async def send_confirmation(
 
 
 async def confirm(rt: Runtime, claims: ConfirmClaims) -> int:
-    """Add the verified e-mail identity to the visitor's contact, in one unit of work; the
-    contact that survives (merged with the one that already had that verified address).
-    Idempotent: confirming again finds both identities on one contact and changes nothing."""
+    """Record the address as the mail fallback of this visitor's conversations, in one unit
+    of work; the visitor's contact id. No identity, no merge (see the module docstring).
+    Idempotent: confirming again finds the address recorded and changes nothing."""
     for attempt in (1, 2):
         try:
             async with rt.db.session() as session:
                 now = rt.now()
-                before = await session.scalar(
-                    select(ContactIdentity).where(
-                        ContactIdentity.kind == "email", ContactIdentity.value == claims.email
+                contact = await _visitor_contact(session, claims.visitor_id)
+                if contact is None:  # confirmed before writing: the visitor's own contact
+                    contact = await resolve_contact(
+                        session, "webchat", Sender(external_id=claims.visitor_id), now
                     )
-                )
-                was = (before.contact_id, before.verified) if before is not None else None
-                contact = await resolve_contact(
-                    session,
-                    "webchat",
-                    Sender(external_id=claims.visitor_id, email=claims.email, email_verified=True),
-                    now,
-                )
-                if was != (contact.id, True):
+                if confirmed_address(contact, claims.visitor_id) != claims.email:
+                    attrs = dict(contact.attributes or {})
+                    mapping = attrs.get(MAIL_ATTR)
+                    mapping = dict(mapping) if isinstance(mapping, dict) else {}
+                    mapping[claims.visitor_id] = claims.email
+                    attrs[MAIL_ATTR] = mapping
+                    contact.attributes = attrs
+                    contact.updated_at = now
                     await events.record(
                         session,
-                        "contact.identity_verified",
+                        "webchat.email_confirmed",
                         contact_id=contact.id,
-                        data={"kind": "email", "via": "webchat"},
+                        data={"via": "webchat", "scope": "mail_fallback"},
                     )
                 return contact.id
         except IntegrityError:
-            # Two clicks at once both inserted the identity: the second run finds it.
+            # Two clicks at once both created the visitor's contact: the second run finds it.
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")

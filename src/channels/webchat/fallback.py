@@ -2,8 +2,8 @@
 
 An agent's reply to a visitor who has left waits in the feed and is replayed on their next
 connection. If no socket has sent it (`shown_at`, recorded by the socket) within a grace period
-(`CARELINE_WEBCHAT_MAIL_AFTER_S`, 120 s), and the visitor's contact has a *verified* e-mail
-(confirmed by link, or known from another channel), one copy goes out through the outbox on
+(`CARELINE_WEBCHAT_MAIL_AFTER_S`, 120 s), and that very visitor confirmed an e-mail address
+by link, one copy goes out through the outbox on
 the e-mail channel. Every due reply is marked once (`fallback`: mailed or skipped, and the
 copy's `mailed_message_id`), in the same unit of work as the copy, so a reply is never mailed
 twice; on PostgreSQL the rows are claimed with FOR UPDATE SKIP LOCKED, so two instances never
@@ -21,8 +21,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.email.adapter import EmailChannel
+from channels.webchat import confirm
 from channels.webchat.feed import SHOWN
-from models import ContactIdentity, Conversation, Message
+from models import Contact, ContactIdentity, Conversation, Message
 from router import flows
 from router.db import log_job_failure
 from router.errors import Conflict
@@ -44,34 +45,41 @@ def grace(rt: Runtime) -> timedelta:
     return timedelta(seconds=float(getattr(rt.settings, "webchat_mail_after_s", DEFAULT_AFTER_S)))
 
 
-async def verified_email(session: AsyncSession, conv: Conversation) -> str | None:
-    """The address `enqueue_outbound` will use, if it is verified and reachable.
+async def verified_email(session: AsyncSession, conv: Conversation, msg: Message) -> str | None:
+    """The address the reply's visitor confirmed for this, if it is still reachable.
 
-    `recipient_for` takes the contact's newest e-mail identity; we check that very one, so
-    an unverified identity (should one ever exist) can never receive a copy."""
-    ident = await session.scalar(
-        select(ContactIdentity)
-        .where(ContactIdentity.contact_id == conv.contact_id, ContactIdentity.kind == "email")
-        .order_by(ContactIdentity.id.desc())
-        .limit(1)
-    )
-    if ident is None or not ident.verified or ident.unreachable:
+    Only the visitor's own confirmation counts (`confirm.confirmed_address`): never another
+    e-mail of the contact, which may be somebody else's after an agent's merge."""
+    visitor = (msg.channel_meta or {}).get("recipient")
+    contact = await session.get(Contact, conv.contact_id)
+    addr = confirm.confirmed_address(contact, str(visitor)) if visitor else None
+    if addr is None:
         return None
-    return ident.value
+    gone = await session.scalar(
+        select(ContactIdentity.id).where(
+            ContactIdentity.kind == "email",
+            ContactIdentity.value == addr,
+            ContactIdentity.unreachable.is_(True),
+        )
+    )
+    return None if gone is not None else addr
 
 
 async def _mail_copy(session: AsyncSession, rt: Runtime, msg: Message, now: datetime) -> str:
     conv = await session.get(Conversation, msg.conversation_id)
     if conv is None:
         return "skipped:no_conversation"
-    if await verified_email(session, conv) is None:
+    addr = await verified_email(session, conv, msg)
+    if addr is None:
         return "skipped:no_verified_email"
     try:
         copy = await flows.enqueue_outbound(
-            session, rt, conv, msg.text, kind="text", channel="email", now=now
+            session, rt, conv, msg.text, kind="text", channel="email", recipient=addr, now=now
         )
     except Conflict:
         return "skipped:unreachable"
+    # A copy: the conversation keeps replying on web chat, not on e-mail.
+    copy.channel_meta = {**(copy.channel_meta or {}), flows.COPY_OF: str(msg.id)}
     msg.channel_meta = {**(msg.channel_meta or {}), MAILED_ID: copy.id}
     return "mailed"
 

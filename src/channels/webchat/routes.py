@@ -35,7 +35,7 @@ from channels.webchat.tokens import (
     verify,
 )
 from models import Conversation
-from models.messages import InboundMessage, Sender
+from models.messages import InboundMessage, Sender, raw_json_too_deep
 from router import flows, service
 from router.api.deps import AgentDep, IdPath, RuntimeDep, SessionDep
 from router.api.problems import problem
@@ -186,6 +186,8 @@ async def _session_body(request: Request) -> SessionCreate:
     if len(raw) > 8192:
         raise InvalidInput("request body too large")
     try:
+        if raw_json_too_deep(raw):
+            raise ValueError("nested too deep")
         data = json.loads(raw) if raw.strip() else {}
         return SessionCreate.model_validate(data)
     except (ValueError, ValidationError) as exc:
@@ -455,6 +457,8 @@ async def _read(
         if size > cfg.max_frame_bytes:
             raise Closed(1009, f"frame too big (max {cfg.max_frame_bytes} bytes)")
         try:
+            if raw_json_too_deep(raw):
+                raise ValueError("nested too deep")
             frame = json.loads(raw)
         except ValueError:
             raise Closed(4400, "frames must be JSON objects") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 T = TypeVar("T")
 
@@ -17,6 +17,12 @@ PriorityName = Literal["low", "normal", "high", "urgent"]
 # overflow (a 500) at the query.
 MAX_ID = 2**63 - 1
 DbId = Annotated[int, Field(ge=1, le=MAX_ID)]
+# The queue tier each role works; admin has none unless given one (it may read both).
+ROLE_TIERS: dict[str, int] = {"agent_l1": 1, "agent_l2": 2, "supervisor": 2}
+
+
+def _no_nul(value: Any) -> Any:
+    return value.replace("\x00", "") if isinstance(value, str) else value
 
 
 class Page(BaseModel, Generic[T]):
@@ -34,6 +40,17 @@ class AgentCreate(BaseModel):
     languages: list[str] = Field(default_factory=list, max_length=20)
     skills: list[str] = Field(default_factory=list, max_length=50)
     capacity: int = Field(default=5, ge=0, le=200)
+
+    @model_validator(mode="after")
+    def _tier_matches_role(self) -> AgentCreate:
+        # Reading follows the role, assignment the tier: an `agent_l1` of tier 2 was handed
+        # second-line (crisis) work it could not open. So the tier is the role's, or refused.
+        role_tier = ROLE_TIERS.get(self.role)
+        if self.tier is None:
+            self.tier = role_tier
+        elif self.role == "integration" or (role_tier is not None and self.tier != role_tier):
+            raise ValueError(f"role {self.role} cannot have tier {self.tier}")
+        return self
 
 
 class AgentRead(BaseModel):
@@ -136,9 +153,13 @@ class MessageRead(BaseModel):
 class ReplyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=20_000)
+    # NULs dropped: PostgreSQL refuses them in text (a 500), and nobody means one.
+    text: Annotated[str, BeforeValidator(_no_nul)] = Field(min_length=1, max_length=20_000)
     internal: bool = False
     channel: Literal["telegram", "webchat", "email", "app"] | None = None
+    # Move the replies to another of the contact's identities (its id, from the contact):
+    # they never move there on their own. Later replies follow it.
+    identity_id: DbId | None = None
 
 
 class AssignBody(BaseModel):
@@ -172,6 +193,7 @@ class StatusBody(BaseModel):
 class IdentityRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
+    id: int  # a reply's `identity_id`
     kind: str
     value: str
     verified: bool

@@ -103,6 +103,11 @@ def create_app(
         webhooks=TokenBuckets(cfg.rate_limit_webhooks_per_min, cfg.rate_limit_webhooks_burst)
         if cfg.rate_limit_webhooks_per_min > 0
         else None,
+        integration=TokenBuckets(
+            cfg.rate_limit_integration_per_min, cfg.rate_limit_integration_burst
+        )
+        if cfg.rate_limit_integration_per_min > 0
+        else None,
     )
     # Outermost (added last): an oversized body is refused before anything else runs.
     app.add_middleware(

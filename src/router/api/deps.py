@@ -15,6 +15,7 @@ from models.schemas import MAX_ID
 from router.auth import Principal, hash_token
 from router.db import is_unavailable
 from router.errors import Forbidden, Unauthorized, Unavailable
+from router.ratelimit import remember_token
 from router.runtime import Runtime
 
 
@@ -72,14 +73,18 @@ async def _principal(request: Request, rt: Runtime, session: AsyncSession) -> Pr
 
 async def get_principal(request: Request, rt: RuntimeDep, session: SessionDep) -> Principal:
     """The caller, looked up in the request's own unit of work."""
-    return await _principal(request, rt, session)
+    p = await _principal(request, rt, session)
+    remember_token(request, p.role)
+    return p
 
 
 async def get_stream_principal(request: Request, rt: RuntimeDep) -> Principal:
     """For long-lived streams: a short unit of work of its own, so no transaction (and, on
     SQLite, no write slot) is held for the life of the connection."""
     async with rt.db.session() as session:
-        return await _principal(request, rt, session)
+        p = await _principal(request, rt, session)
+    remember_token(request, p.role)
+    return p
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

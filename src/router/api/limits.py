@@ -33,6 +33,11 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        query = scope.get("query_string", b"")
+        if b"%00" in query or b"\x00" in query:
+            # No filter or id contains a NUL, and PostgreSQL refuses one in a query (a 500).
+            await problem(400, "Bad request", "NUL in the query string")(scope, receive, send)
+            return
         limit = self.limit_for(scope.get("path", ""))
         declared = _content_length(scope)
         if declared is not None and declared > limit:

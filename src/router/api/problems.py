@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -51,6 +52,20 @@ def install(app: FastAPI) -> None:
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         detail = f"{'.'.join(first['loc'])}: {first['msg']}"
         return problem(422, "Invalid request", detail, errors=errors)
+
+    @app.exception_handler(ValidationError)
+    async def _inbound_invalid(_req: Request, exc: ValidationError) -> JSONResponse:
+        # A channel's input that cannot become an `InboundMessage` (an impossible date, JSON
+        # nested too deep) is the sender's fault: a 4xx, which providers do not retry.
+        if exc.title not in ("InboundMessage", "Sender", "AttachmentRef"):
+            return _unavailable_or_500(exc)
+        where = [".".join(str(p) for p in e.get("loc", ())) for e in exc.errors()]
+        detail = f"unusable input: {', '.join(w for w in where if w) or 'message'}"
+        return problem(422, "Invalid request", detail)
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(_req: Request, _exc: RecursionError) -> JSONResponse:
+        return problem(400, "Bad request", "the request body is nested too deep")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:

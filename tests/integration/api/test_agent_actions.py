@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from models import OutboxItem
+from models import Message, OutboxItem
 from router.runtime import Runtime
 from tests.conftest import ADMIN, auth, make_agent
 
@@ -283,3 +283,78 @@ async def test_tag_filter_pages_in_sql(client: httpx.AsyncClient, rt: Runtime) -
     ).json()
     assert [c["id"] for c in page2["items"]] == [min(ids)]
     assert page2["next_cursor"] is None
+
+
+async def test_agent_tier_follows_the_role(client: httpx.AsyncClient, rt: Runtime) -> None:
+    # Reading follows the role and assignment the tier: an agent_l1 of tier 2 was handed
+    # second-line crisis work it could not open. A disagreeing tier is refused.
+    for role, tier in (("agent_l1", 2), ("agent_l2", 1), ("supervisor", 1), ("integration", 1)):
+        r = await client.post(
+            "/api/v1/agents", json={"name": "x", "role": role, "tier": tier}, headers=ADMIN
+        )
+        assert r.status_code == 422, (role, tier, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+    for role, tier in (("agent_l1", 1), ("agent_l2", None), ("supervisor", 2)):
+        r = await client.post(
+            "/api/v1/agents", json={"name": "x", "role": role, "tier": tier}, headers=ADMIN
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["tier"] == {"agent_l1": 1}.get(role, 2)
+
+
+async def test_replies_stay_with_the_identity_the_conversation_has_been_using(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    async def inbound(user: str, msg: str, text: str) -> int:
+        r = await client.post(
+            "/api/v1/inbound",
+            json={
+                "contact": {"external_id": user, "phone": "+34612345678", "verified": True},
+                "message": {"external_id": msg, "text": text},
+            },
+            headers=ADMIN,
+        )
+        assert r.status_code == 200, r.text
+        return int(r.json()["conversation_id"])
+
+    async def recipients(conv_id: int) -> list[str]:
+        async with rt.db.session() as s:
+            rows = await s.scalars(
+                select(Message)
+                .where(Message.conversation_id == conv_id, Message.direction == "out")
+                .order_by(Message.id)
+            )
+            return [str(m.channel_meta["recipient"]) for m in rows]
+
+    conv_id = await inbound("patient", "m1", BOOKING)
+    # A newly linked identity of the same contact writes into the conversation...
+    assert await inbound("newcomer", "m2", "¿y la cita?") == conv_id
+    _, agent = await make_agent(rt, name="Ana", role="agent_l1")
+    r = await client.post(
+        f"/api/v1/conversations/{conv_id}/messages", json={"text": "r1"}, headers=auth(agent)
+    )
+    assert r.status_code == 201, r.text
+    # ...and the reply still goes where the conversation has been replying.
+    assert await recipients(conv_id) == ["patient", "patient"]
+
+    # Moving the replies takes an agent's action, and later replies follow it.
+    conv = (await client.get(f"/api/v1/conversations/{conv_id}", headers=ADMIN)).json()
+    contact = (await client.get(f"/api/v1/contacts/{conv['contact_id']}", headers=ADMIN)).json()
+    (new,) = [i["id"] for i in contact["identities"] if i["value"] == "newcomer"]
+    for body in ({"text": "r2", "identity_id": new}, {"text": "r3"}):
+        r = await client.post(
+            f"/api/v1/conversations/{conv_id}/messages", json=body, headers=auth(agent)
+        )
+        assert r.status_code == 201, r.text
+    assert await recipients(conv_id) == ["patient", "patient", "newcomer", "newcomer"]
+    # An identity of another contact is refused.
+    other = await new_conv(client, BOOKING, user="someone-else", msg="m9")
+    theirs = (await client.get(f"/api/v1/contacts/{other['contact_id']}", headers=ADMIN)).json()[
+        "identities"
+    ][0]["id"]
+    r = await client.post(
+        f"/api/v1/conversations/{conv_id}/messages",
+        json={"text": "x", "identity_id": theirs},
+        headers=auth(agent),
+    )
+    assert r.status_code == 422

@@ -162,12 +162,16 @@ async def test_verified_phone_merges_two_app_users_into_one_contact(
 ) -> None:
     a = (
         await client.post(
-            "/api/v1/inbound", json=body("ua", "m1", phone="+34 612 345 678"), headers=ADMIN
+            "/api/v1/inbound",
+            json=body("ua", "m1", phone="+34 612 345 678", verified=True),
+            headers=ADMIN,
         )
     ).json()
     b = (
         await client.post(
-            "/api/v1/inbound", json=body("ub", "m2", phone="612345678"), headers=ADMIN
+            "/api/v1/inbound",
+            json=body("ub", "m2", phone="612345678", verified=True),
+            headers=ADMIN,
         )
     ).json()
     assert a["conversation_id"] == b["conversation_id"], "same person, same open conversation"
@@ -178,13 +182,55 @@ async def test_verified_phone_merges_two_app_users_into_one_contact(
 
 
 async def test_unverified_phone_does_not_merge(client: httpx.AsyncClient, rt: Runtime) -> None:
-    await client.post("/api/v1/inbound", json=body("ua", "m1", phone="+34612345678"), headers=ADMIN)
+    await client.post(
+        "/api/v1/inbound", json=body("ua", "m1", phone="+34612345678", verified=True), headers=ADMIN
+    )
     await client.post(
         "/api/v1/inbound",
         json=body("ub", "m2", phone="+34612345678", verified=False),
         headers=ADMIN,
     )
     assert await count(rt, Contact) == 2
+
+
+async def test_app_phone_and_email_are_unverified_by_default(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    patient = body("patient", "m1", phone="+34612345678", verified=True)
+    first = (await client.post("/api/v1/inbound", json=patient, headers=ADMIN)).json()
+    # Another app user types the patient's number (and address): no "verified" said, none.
+    other = body("other", "m2", phone="+34612345678", email="p@example.org")
+    second = (await client.post("/api/v1/inbound", json=other, headers=ADMIN)).json()
+    assert second["conversation_id"] != first["conversation_id"]
+    assert await count(rt, Contact) == 2
+
+
+async def test_pulled_replies_are_only_those_addressed_to_the_app_user(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    await client.post(
+        "/api/v1/inbound", json=body("ua", "m1", phone="+34612345678", verified=True), headers=ADMIN
+    )
+    res = await client.post(
+        "/api/v1/inbound", json=body("ub", "m2", phone="+34612345678", verified=True), headers=ADMIN
+    )
+    conv_id = res.json()["conversation_id"]
+    _, agent = await make_agent(rt, name="Ana", role="agent_l1")
+    r = await client.post(
+        f"/api/v1/conversations/{conv_id}/messages", json={"text": "a reply"}, headers=auth(agent)
+    )
+    assert r.status_code == 201, r.text
+    async with rt.db.session() as s:
+        outs = list(await s.scalars(select(Message).where(Message.direction == "out")))
+    to = {str(m.channel_meta["recipient"]) for m in outs}
+    for user in ("ua", "ub"):
+        pulled = await client.get(
+            "/api/v1/inbound/messages", params={"contact_external_id": user}, headers=ADMIN
+        )
+        assert pulled.status_code == 200
+        ids = {m["id"] for m in pulled.json()["items"]}
+        assert ids == {m.id for m in outs if m.channel_meta["recipient"] == user}
+    assert to, "the replies went somewhere"
 
 
 async def test_reopen_within_window_else_new_conversation(

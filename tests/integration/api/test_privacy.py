@@ -14,7 +14,12 @@ SECRET = "tengo VIH y necesito la receta 93f1"
 
 async def seed(client: httpx.AsyncClient) -> tuple[int, int]:
     body = {
-        "contact": {"external_id": "pat-1", "name": "Ana García", "phone": "+34612345678"},
+        "contact": {
+            "external_id": "pat-1",
+            "name": "Ana García",
+            "phone": "+34612345678",
+            "verified": True,
+        },
         "message": {"external_id": "m1", "text": SECRET},
     }
     r = await client.post("/api/v1/inbound", json=body, headers=ADMIN)

@@ -59,3 +59,22 @@ async def _exercise(client: httpx.AsyncClient, rt: Runtime, fake_app_channel: Fa
         DeliveryError("upstream 500", retryable=False),
     ]
     await OutboxWorker(rt).run_once()
+
+
+def test_web_chat_frames_and_sse_chunks_stay_out_of_debug_logs() -> None:
+    # What uvicorn (WebSocket frames, on "uvicorn.error") and sse-starlette (event chunks,
+    # routing reasons quoting the patient) log at DEBUG.
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    configure("DEBUG", stream)
+    try:
+        logging.getLogger("uvicorn.error").debug("< TEXT '%s' [40 bytes]", SECRET_TEXT)
+        logging.getLogger("sse_starlette.sse").debug("chunk: %s", SECRET_TEXT)
+        logging.getLogger("websockets.server").debug("> TEXT %s", SECRET_TEXT)
+        logging.getLogger("uvicorn.error").info("Application startup complete.")
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+    logged = stream.getvalue()
+    assert SECRET_TEXT not in logged
+    assert "Application startup complete." in logged

@@ -30,7 +30,12 @@ def test_e164(raw: str | None, region: str, expected: str | None) -> None:
 def test_normalise_maps_identity_and_verification() -> None:
     payload = AppInbound.model_validate(
         {
-            "contact": {"external_id": "u1", "name": "Ana", "email": "Ana@Example.ORG"},
+            "contact": {
+                "external_id": "u1",
+                "name": "Ana",
+                "email": "Ana@Example.ORG",
+                "verified": True,
+            },
             "message": {"external_id": "m1", "text": "hola"},
         }
     )

@@ -94,6 +94,7 @@ async def post_message(
         text=body.text,
         internal=body.internal,
         channel=body.channel,
+        identity_id=body.identity_id,
     )
     return (await service.message_reads(session, [msg]))[0]
 

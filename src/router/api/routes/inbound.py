@@ -38,7 +38,7 @@ async def pull_replies(
     since: int = Query(default=0, ge=0, le=MAX_ID, description="last message id the app has"),
     limit: int = Query(default=100, ge=1, le=500),
 ) -> Page[MessageRead]:
-    """Replies (and messages) for one app user, oldest first: for apps without a callback URL."""
+    """Replies addressed to one app user, oldest first: for apps without a callback URL."""
     ident = await session.scalar(
         select(ContactIdentity).where(
             ContactIdentity.kind == "app", ContactIdentity.value == contact_external_id
@@ -55,6 +55,9 @@ async def pull_replies(
                 Message.id > since,
                 Message.direction == "out",
                 Message.channel == "app",
+                # Addressed to this app user: the contact may hold other app identities
+                # (merged on a verified phone), and their replies are theirs.
+                Message.channel_meta["recipient"].as_string() == contact_external_id,
             )
             .order_by(Message.id)
             .limit(limit + 1)

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from models import ContactIdentity, Conversation, Event
+from models import Contact, ContactIdentity, Conversation, Event
 from models.messages import InboundMessage, Sender
 from router import ingest
 from router.runtime import Runtime
@@ -278,3 +278,25 @@ async def test_crisis_words_in_voicemail_make_it_urgent_second_line(
             assert "call me back" not in str(ev.data)
             if ev.type.startswith("callback."):
                 assert "life" not in str(ev.data)
+
+
+async def test_unparseable_caller_is_not_a_verified_phone(
+    calls_client: httpx.AsyncClient, calls_rt: Runtime, clock: FakeClock
+) -> None:
+    r = await post_twilio(calls_client, twilio_params("status_no_answer", clock, From="12"))
+    assert r.status_code == 200, r.text
+    async with calls_rt.db.session() as s:
+        idents = {(i.kind, i.value, i.verified) for i in await s.scalars(select(ContactIdentity))}
+    assert ("phone", "raw:12", False) in idents
+
+
+async def test_nul_and_overlong_caller_name_are_not_a_500(
+    calls_client: httpx.AsyncClient, calls_rt: Runtime, clock: FakeClock
+) -> None:
+    params = twilio_params("status_no_answer", clock, CallerName="Lu\x00cía " + "X" * 400)
+    r = await post_twilio(calls_client, params)
+    assert r.status_code == 200, r.text
+    async with calls_rt.db.session() as s:
+        names = [c.name for c in await s.scalars(select(Contact))]
+    assert names
+    assert all(n is not None and "\x00" not in n and len(n) <= 200 for n in names)

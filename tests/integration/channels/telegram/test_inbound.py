@@ -338,7 +338,7 @@ async def test_forged_or_expired_deep_link_links_nothing(
 async def test_shared_own_phone_merges_with_the_app_contact(
     tg_client: httpx.AsyncClient, rt: Runtime
 ) -> None:
-    app_conv = await app_message(tg_client, "u-5", phone="+34 612 345 678")
+    app_conv = await app_message(tg_client, "u-5", phone="+34 612 345 678", verified=True)
     app_contact = (
         await tg_client.get(f"/api/v1/conversations/{app_conv['conversation_id']}", headers=ADMIN)
     ).json()["contact_id"]
@@ -398,3 +398,21 @@ async def test_attachment_rows_are_references(tg_client: httpx.AsyncClient, rt: 
             245120,
             "informe médico.pdf",
         )
+
+
+async def test_nul_text_and_overlong_file_id_are_not_a_500(
+    tg_client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    update = load_update("document")
+    update["message"]["document"]["file_id"] = "F" * 3000
+    update["message"]["caption"] = "informe\x00 adjunto"
+    update["message"]["from"]["first_name"] = "Lu\x00cía"
+    r = await post_update(tg_client, update)
+    assert r.status_code == 200, r.text
+    async with rt.db.session() as s:
+        att = await s.scalar(select(Attachment))
+        assert att is not None
+        assert len(att.url) <= 2000
+        msg = await s.scalar(select(Message).where(Message.direction == "in"))
+        assert msg is not None
+        assert "\x00" not in msg.text

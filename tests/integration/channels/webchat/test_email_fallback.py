@@ -1,5 +1,5 @@
 """E-mail for web chat visitors, against a real SMTP server (aiosmtpd) and a real socket:
-the confirmation link, merging on a confirmed address, and the e-mail copy of a reply the
+the confirmation link (which never merges anyone), and the e-mail copy of a reply the
 visitor never saw (once, after the grace period, never to an unverified address)."""
 
 from __future__ import annotations
@@ -177,12 +177,14 @@ async def test_confirmation_mail_link_confirms_once_and_idempotently(
         done = await http.post(url)
         assert done.status_code == 200
         assert "Correo confirmado" in done.text
-    (ident,) = await identities(rt, "email", ADDR)
-    assert ident.verified
-    assert ident.contact_id == await contact_of(rt, "webchat", v.visitor_id)
+    # The address becomes this visitor's mail fallback, never an identity of its contact.
+    assert await identities(rt, "email", ADDR) == []
+    visitor_contact = await contact_of(rt, "webchat", v.visitor_id)
     async with rt.db.session() as s:
+        contact = await s.get(Contact, visitor_contact)
+        assert confirm.confirmed_address(contact, v.visitor_id) == ADDR
         n = await s.scalar(
-            select(func.count()).select_from(Event).where(Event.type == "contact.identity_verified")
+            select(func.count()).select_from(Event).where(Event.type == "webchat.email_confirmed")
         )
     assert n == 1
 
@@ -218,9 +220,10 @@ async def test_bad_or_expired_links_answer_4xx_problems(
     assert await identities(rt, "email", ADDR) == []
 
 
-async def test_confirmed_email_merges_with_the_app_contact_that_owns_it(
-    rt: Runtime, webchat: WebchatChannel, new_visitor: Any, http: httpx.AsyncClient
+async def test_confirming_a_strangers_chat_never_joins_the_patient(
+    rt: Runtime, webchat: WebchatChannel, new_visitor: Any, http: httpx.AsyncClient, clock: Any
 ) -> None:
+    # The patient: an app contact with a verified address and a conversation in progress.
     r = await http.post(
         "/api/v1/inbound",
         json={
@@ -230,22 +233,36 @@ async def test_confirmed_email_merges_with_the_app_contact_that_owns_it(
         headers=ADMIN,
     )
     assert r.status_code in (200, 201), r.text
-    app_contact = await contact_of(rt, "app", "app-7")
+    patient_conv = r.json()["conversation_id"]
+    patient = await contact_of(rt, "app", "app-7")
 
+    # A stranger opens a chat with the patient's address; the patient gets a genuine mail
+    # and presses Confirm.
     v = await new_visitor(email=ADDR)
-    await say(v, "Hola, soy Lucía")
-    visitor_contact = await contact_of(rt, "webchat", v.visitor_id)
-    assert visitor_contact != app_contact, "an unverified address must not merge"
-
     await confirmed_visitor(rt, webchat, http, v.visitor_id)
-    keep = min(app_contact, visitor_contact)
-    assert await contact_of(rt, "webchat", v.visitor_id) == keep
-    assert await contact_of(rt, "app", "app-7") == keep
-    assert await contact_of(rt, "email", ADDR) == keep
+    stranger_conv = await say(v, "soy yo, ¿qué me dijeron?")
+
+    assert stranger_conv != patient_conv
+    assert await contact_of(rt, "webchat", v.visitor_id) != patient
+    (ident,) = await identities(rt, "email", ADDR)
+    assert ident.contact_id == patient
     async with rt.db.session() as s:
-        other = await s.get(Contact, max(app_contact, visitor_contact))
-        assert other is not None
-        assert other.merged_into_id == keep
+        kept = await s.get(Contact, patient)
+        assert kept is not None
+        assert kept.merged_into_id is None
+
+    # A clinician's reply to the patient never reaches the stranger's socket or mailbox copy.
+    _, agent = await make_agent(rt, name="Ana", role="agent_l1", presence="offline")
+    await reply(http, agent, patient_conv, "private answer")
+    await OutboxWorker(rt).run_once()
+    async with rt.db.session() as s:
+        texts = await s.scalars(
+            select(Message.text).where(Message.conversation_id == stranger_conv)
+        )
+        assert "private answer" not in list(texts)
+    clock.advance(seconds=300)
+    await fallback.mail_unseen_replies(rt)
+    assert all(m.conversation_id == stranger_conv for m in await email_copies(rt))
 
 
 # --- the e-mail copy of unseen replies --------------------------------------------------

@@ -40,7 +40,11 @@ async def test_visitor_chats_reloads_and_survives_a_restart(
     rt: Runtime, browser: Any, tmp_path: Path
 ) -> None:
     rt.channels["webchat"] = WebchatChannel(CONFIG)
-    _, token = await make_agent(rt, name="Ana", role="agent_l1", presence="offline")
+    # The widget shows the policy's public name, never the internal display name.
+    rt.policy = rt.policy.model_copy(update={"public_names": {"ana@clinic.example": "Ana"}})
+    _, token = await make_agent(
+        rt, name="Ana (bookings)", email="ana@clinic.example", role="agent_l1", presence="offline"
+    )
     port = free_port()
     errors: list[str] = []
 

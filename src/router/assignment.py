@@ -80,6 +80,28 @@ def _auto_reason(reason: str, choice: assign.Choice) -> str:
     return f"{reason} (urgent: above capacity)" if choice.over_capacity else reason
 
 
+async def _take(
+    session: AsyncSession,
+    conv: Conversation,
+    choice: assign.Choice | None,
+    now: datetime,
+    reason: str,
+) -> int | None:
+    """Assign ``conv`` to the chosen agent if it is still free; the agent's id, or None."""
+    if choice is None:
+        return None
+    ok = await assign_to(
+        session,
+        conv,
+        choice.agent_id,
+        now,
+        reason=_auto_reason(reason, choice),
+        only_if_free=True,
+        over_capacity=choice.over_capacity,
+    )
+    return choice.agent_id if ok else None
+
+
 async def try_assign(
     session: AsyncSession, rt: Runtime, conv: Conversation, now: datetime
 ) -> int | None:
@@ -91,18 +113,7 @@ async def try_assign(
         await agent_loads(session, q.tier),
         supervisor_last_resort=_last_resort(rt),
     )
-    if choice is None:
-        return None
-    ok = await assign_to(
-        session,
-        conv,
-        choice.agent_id,
-        now,
-        reason=_auto_reason("auto-assigned", choice),
-        only_if_free=True,
-        over_capacity=choice.over_capacity,
-    )
-    return choice.agent_id if ok else None
+    return await _take(session, conv, choice, now, "auto-assigned")
 
 
 async def offer_to_next_tier(
@@ -113,18 +124,7 @@ async def offer_to_next_tier(
     choice = assign.choose(
         snap, await agent_loads(session, q.tier + 1), supervisor_last_resort=_last_resort(rt)
     )
-    if choice is None:
-        return None
-    ok = await assign_to(
-        session,
-        conv,
-        choice.agent_id,
-        now,
-        reason=_auto_reason("SLA breach: offered to the next tier", choice),
-        only_if_free=True,
-        over_capacity=choice.over_capacity,
-    )
-    return choice.agent_id if ok else None
+    return await _take(session, conv, choice, now, "SLA breach: offered to the next tier")
 
 
 async def assign_waiting(

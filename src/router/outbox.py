@@ -19,7 +19,7 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from channels.base import DeliveryError
+from channels.base import ChannelAdapter, DeliveryError
 from models import Attachment, ContactIdentity, Conversation, Message, OutboxItem
 from models.messages import IDENTITY_KIND, AttachmentRef, DeliveryResult, OutboundMessage
 from router import flows, metrics
@@ -27,6 +27,23 @@ from router.db import log_job_failure, wake_after_commit
 from router.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+
+async def send_once(
+    adapter: ChannelAdapter, out: OutboundMessage, deadline_s: float
+) -> tuple[DeliveryResult | None, DeliveryError | None]:
+    """One send under an overall deadline (an adapter's own timeouts count per step); every
+    failure comes back as a DeliveryError, since an adapter bug must not kill a worker."""
+    try:
+        async with asyncio.timeout(deadline_s):
+            return await adapter.send(out), None
+    except DeliveryError as exc:
+        return None, exc
+    except TimeoutError:
+        return None, DeliveryError(f"no answer within {deadline_s:.0f} s", retryable=True)
+    except Exception as exc:
+        log.exception("channel send crashed", extra={"channel": out.channel})
+        return None, DeliveryError(f"unexpected {type(exc).__name__}", retryable=True)
 
 
 def backoff_delay(
@@ -164,18 +181,7 @@ class OutboxWorker:
         elif adapter is None:
             error = DeliveryError(f"channel {c.channel} is not configured", retryable=False)
         else:
-            try:
-                async with asyncio.timeout(self.send_deadline_s):
-                    result = await adapter.send(out)
-            except DeliveryError as exc:
-                error = exc
-            except TimeoutError:
-                error = DeliveryError(
-                    f"no answer within {self.send_deadline_s:.0f} s", retryable=True
-                )
-            except Exception as exc:  # an adapter bug must not kill the worker; retry it
-                log.exception("channel send crashed", extra={"channel": c.channel})
-                error = DeliveryError(f"unexpected {type(exc).__name__}", retryable=True)
+            result, error = await send_once(adapter, out, self.send_deadline_s)
         await self._record(c, result, error)
 
     async def _record(

@@ -23,7 +23,7 @@ from models import Agent, Conversation, CrisisWatch, Page
 from models.messages import DeliveryResult, OutboundMessage
 from router import assignment, crisis, flows
 from router.db import log_job_failure, wake_after_commit
-from router.outbox import backoff_delay
+from router.outbox import backoff_delay, send_once
 from router.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -293,18 +293,7 @@ class PageWorker:
                 kind="page",
                 subject=c.subject,
             )
-            try:
-                async with asyncio.timeout(self.send_deadline_s):
-                    result = await adapter.send(out)
-            except DeliveryError as exc:
-                error = exc
-            except TimeoutError:
-                error = DeliveryError(
-                    f"no answer within {self.send_deadline_s:.0f} s", retryable=True
-                )
-            except Exception as exc:  # an adapter bug must not kill the worker; retry it
-                log.exception("page send crashed", extra={"channel": c.channel})
-                error = DeliveryError(f"unexpected {type(exc).__name__}", retryable=True)
+            result, error = await send_once(adapter, out, self.send_deadline_s)
         try:
             await self._record(c, result, error)
         except Exception as exc:

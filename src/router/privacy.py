@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.email.store import AttachmentStore
 from models import (
+    Assignment,
     Attachment,
     CallbackRequest,
     Contact,
@@ -46,20 +47,37 @@ async def _contact(session: AsyncSession, contact_id: int) -> Contact:
     return contact
 
 
+async def merge_chain(session: AsyncSession, contact_id: int) -> list[int]:
+    """The contact and every contact merged into it, however deep (a → b → c)."""
+    ids = [contact_id]
+    frontier = [contact_id]
+    while frontier:
+        children = [
+            i
+            for i in await session.scalars(
+                select(Contact.id).where(Contact.merged_into_id.in_(frontier))
+            )
+            if i not in ids
+        ]
+        ids.extend(children)
+        frontier = children
+    return ids
+
+
 async def export(session: AsyncSession, contact_id: int) -> dict[str, Any]:
-    """Everything held about one person, as plain JSON (subject access request)."""
+    """Everything held about one person, as plain JSON (subject access request): what erasure
+    would remove, plus the trail it keeps."""
     contact = await _contact(session, contact_id)
+    ids = await merge_chain(session, contact.id)
     merged = list(
-        await session.scalars(select(Contact.id).where(Contact.merged_into_id == contact.id))
+        await session.scalars(select(Contact).where(Contact.id.in_(ids[1:])).order_by(Contact.id))
     )
     idents = await session.scalars(
-        select(ContactIdentity).where(ContactIdentity.contact_id == contact.id)
+        select(ContactIdentity).where(ContactIdentity.contact_id.in_(ids))
     )
     convs = list(
         await session.scalars(
-            select(Conversation)
-            .where(Conversation.contact_id == contact.id)
-            .order_by(Conversation.id)
+            select(Conversation).where(Conversation.contact_id.in_(ids)).order_by(Conversation.id)
         )
     )
     conv_ids = [c.id for c in convs]
@@ -75,9 +93,44 @@ async def export(session: AsyncSession, contact_id: int) -> dict[str, Any]:
         atts.setdefault(a.message_id, []).append(
             {"kind": a.kind, "url": a.url, "mime": a.mime, "size": a.size, "name": a.name}
         )
+    assigns: dict[int, list[dict[str, Any]]] = {}
+    for asg in await session.scalars(
+        select(Assignment).where(Assignment.conversation_id.in_(conv_ids)).order_by(Assignment.id)
+    ):
+        assigns.setdefault(asg.conversation_id, []).append(
+            {
+                "agent_id": asg.agent_id,
+                "assigned_by_id": asg.assigned_by_id,
+                "reason": asg.reason,
+                "assigned_at": _iso(asg.assigned_at),
+                "ended_at": _iso(asg.ended_at),
+            }
+        )
+    cbs: dict[int, list[dict[str, Any]]] = {}
+    for cb in await session.scalars(
+        select(CallbackRequest)
+        .where(CallbackRequest.conversation_id.in_(conv_ids) | CallbackRequest.contact_id.in_(ids))
+        .order_by(CallbackRequest.id)
+    ):
+        cbs.setdefault(cb.conversation_id, []).append(
+            {
+                "id": cb.id,
+                "phone": cb.phone,
+                "status": cb.status,
+                "note": cb.note,
+                "missed_count": cb.missed_count,
+                "attempts": cb.attempts,
+                "first_call_at": _iso(cb.first_call_at),
+                "last_call_at": _iso(cb.last_call_at),
+                "last_call_status": cb.last_call_status,
+                "due_at": _iso(cb.due_at),
+                "outcome": cb.outcome,
+                "closed_at": _iso(cb.closed_at),
+            }
+        )
     evs = await session.scalars(
         select(Event)
-        .where((Event.contact_id == contact.id) | Event.conversation_id.in_(conv_ids))
+        .where(Event.contact_id.in_(ids) | Event.conversation_id.in_(conv_ids))
         .order_by(Event.id)
     )
     return {
@@ -86,8 +139,19 @@ async def export(session: AsyncSession, contact_id: int) -> dict[str, Any]:
             "name": contact.name,
             "attributes": contact.attributes,
             "created_at": _iso(contact.created_at),
-            "merged_contact_ids": merged,
+            "merged_contact_ids": ids[1:],
         },
+        # Contacts merged into this one at any depth: each keeps what it was created with.
+        "merged_contacts": [
+            {
+                "id": m.id,
+                "name": m.name,
+                "attributes": m.attributes,
+                "merged_into_id": m.merged_into_id,
+                "created_at": _iso(m.created_at),
+            }
+            for m in merged
+        ],
         "identities": [
             {"kind": i.kind, "value": i.value, "verified": i.verified, "unreachable": i.unreachable}
             for i in idents
@@ -99,24 +163,16 @@ async def export(session: AsyncSession, contact_id: int) -> dict[str, Any]:
                 "status": c.status,
                 "priority": c.priority,
                 "tags": c.tags,
+                "routing_reasons": c.routing_reasons,
                 "language": c.language,
                 "subject": c.subject,
                 "created_at": _iso(c.created_at),
                 "resolved_at": _iso(c.resolved_at),
                 "csat": c.csat,
+                "assignments": assigns.get(c.id, []),
+                "callbacks": cbs.get(c.id, []),
                 "messages": [
-                    {
-                        "id": m.id,
-                        "direction": m.direction,
-                        "channel": m.channel,
-                        "kind": m.kind,
-                        "text": m.text,
-                        "created_at": _iso(m.created_at),
-                        "delivery_status": m.delivery_status,
-                        "attachments": atts.get(m.id, []),
-                    }
-                    for m in msgs
-                    if m.conversation_id == c.id and m.direction != "note"
+                    _message(m, atts.get(m.id, [])) for m in msgs if m.conversation_id == c.id
                 ],
             }
             for c in convs
@@ -126,10 +182,33 @@ async def export(session: AsyncSession, contact_id: int) -> dict[str, Any]:
                 "id": e.id,
                 "type": e.type,
                 "conversation_id": e.conversation_id,
+                "agent_id": e.agent_id,
                 "created_at": _iso(e.created_at),
+                "data": e.data,
             }
             for e in evs
         ],
+    }
+
+
+def _message(m: Message, attachments: list[dict[str, Any]]) -> dict[str, Any]:
+    """A message as exported: internal notes too, earlier versions of an edited message, the
+    raw mail's store reference and the call's metadata (all in `channel_meta`)."""
+    meta = dict(m.channel_meta or {})
+    return {
+        "id": m.id,
+        "direction": m.direction,
+        "channel": m.channel,
+        "kind": m.kind,
+        "text": m.text,
+        "author_agent_id": m.author_agent_id,
+        "created_at": _iso(m.created_at),
+        "sent_at": _iso(m.sent_at),
+        "delivery_status": m.delivery_status,
+        "previous_versions": list(meta.get("history") or []),
+        "raw_ref": meta.get("raw_ref"),
+        "channel_meta": meta,
+        "attachments": attachments,
     }
 
 
@@ -147,10 +226,7 @@ async def erase(
     Files held by a channel provider (Telegram file ids, recording URLs) are only unlinked.
     """
     contact = await _contact(session, contact_id)
-    ids = [
-        contact.id,
-        *await session.scalars(select(Contact.id).where(Contact.merged_into_id == contact.id)),
-    ]
+    ids = await merge_chain(session, contact.id)
     conv_ids = list(
         await session.scalars(select(Conversation.id).where(Conversation.contact_id.in_(ids)))
     )

@@ -1,0 +1,133 @@
+"""Erasure leaves nothing of the person behind, and export holds everything that erasure removes.
+
+Found by an outside pass: merge chains deeper than one level, agents' free-text reasons, tags
+and routing reasons, open queue work, shared stored files, and export gaps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from models import (
+    CallbackRequest,
+    Contact,
+    Message,
+)
+from router.runtime import Runtime
+from tests.conftest import ADMIN, auth, make_agent
+
+SECRET = "tengo VIH y necesito la receta 93f1"
+REASON = "la paciente Ana dice que tiene VIH"
+BOOKING = "quiero cambiar mi cita del martes, soy Ana"  # first line, tagged
+
+
+async def inbound(
+    client: httpx.AsyncClient, ext: str, text: str = SECRET, **contact: Any
+) -> tuple[int, int]:
+    body = {
+        "contact": {"external_id": ext, **contact},
+        "message": {"external_id": f"{ext}-{len(text)}-{text[:4]}", "text": text},
+    }
+    r = await client.post("/api/v1/inbound", json=body, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    cid = r.json()["conversation_id"]
+    conv = (await client.get(f"/api/v1/conversations/{cid}", headers=ADMIN)).json()
+    return cid, conv["contact_id"]
+
+
+async def merge(client: httpx.AsyncClient, keep: int, other: int) -> None:
+    r = await client.post(
+        f"/api/v1/contacts/{keep}/merge", json={"other_contact_id": other}, headers=ADMIN
+    )
+    assert r.status_code == 200, r.text
+
+
+async def test_erasure_and_export_follow_the_whole_merge_chain(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    _, a = await inbound(
+        client, "pat-a", name="Ana García", phone="+34612345678", email="ana@example.org"
+    )
+    _, b = await inbound(client, "pat-b", name="Ana G.")
+    _, c = await inbound(client, "pat-c")
+    await merge(client, b, a)  # a → b
+    await merge(client, c, b)  # b → c: a is two levels below c
+
+    data = (await client.get(f"/api/v1/contacts/{c}/export", headers=ADMIN)).json()
+    assert set(data["contact"]["merged_contact_ids"]) == {a, b}
+    nested = {m["id"]: m for m in data["merged_contacts"]}
+    assert nested[a]["name"] == "Ana García"
+    assert nested[a]["attributes"]["unverified_email"] == "ana@example.org"
+    assert nested[a]["merged_into_id"] == b
+
+    r = await client.delete(f"/api/v1/contacts/{c}", headers=ADMIN)
+    assert r.status_code == 200, r.text
+    assert r.json()["erased"]["contacts"] == 3
+    async with rt.db.session() as s:
+        rows = list(await s.scalars(select(Contact).where(Contact.id.in_((a, b, c)))))
+    assert [(x.name, x.attributes) for x in rows] == [(None, {})] * 3
+
+
+async def test_export_holds_notes_edits_reasons_callbacks_mail_refs_and_call_metadata(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    _, sup = await make_agent(rt, name="sup", role="supervisor", presence="away")
+    cid, contact_id = await inbound(client, "pat-1", BOOKING, name="Ana García")
+    r = await client.post(
+        f"/api/v1/conversations/{cid}/messages",
+        json={"text": "nota interna: llamar a su médico", "internal": True},
+        headers=auth(sup),
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        f"/api/v1/conversations/{cid}/escalate", json={"reason": REASON}, headers=auth(sup)
+    )
+    assert r.status_code == 200, r.text
+    now = rt.now()
+    ref = "email-store:" + "ab" * 32
+    async with rt.db.session() as s:
+        first = await s.scalar(select(Message).where(Message.conversation_id == cid))
+        assert first is not None
+        first.channel_meta = {
+            "history": [{"text": "primera versión", "edited_at": now.isoformat()}],
+            "raw_ref": ref,
+        }
+        call = Message(
+            conversation_id=cid,
+            direction="in",
+            channel="calls",
+            kind="call",
+            text="missed call",
+            channel_meta={"call_status": "no-answer", "duration_s": 0, "provider": "twilio"},
+        )
+        s.add(call)
+        await s.flush()
+        s.add(
+            CallbackRequest(
+                conversation_id=cid,
+                contact_id=contact_id,
+                phone="+34612345678",
+                status="open",
+                first_call_at=now,
+                last_call_at=now,
+                last_call_status="no-answer",
+                last_message_id=call.id,
+                note="prefers mornings",
+            )
+        )
+
+    data = (await client.get(f"/api/v1/contacts/{contact_id}/export", headers=ADMIN)).json()
+    (conv,) = data["conversations"]
+    msgs = conv["messages"]
+    assert "nota interna: llamar a su médico" in [m["text"] for m in msgs]
+    by_text = {m["text"]: m for m in msgs}
+    assert by_text[BOOKING]["previous_versions"][0]["text"] == "primera versión"
+    assert by_text[BOOKING]["raw_ref"] == ref
+    assert by_text["missed call"]["channel_meta"]["provider"] == "twilio"
+    assert any(REASON in r for r in conv["routing_reasons"])
+    assert any(REASON in (e["data"].get("reason") or "") for e in data["events"])
+    (cb,) = conv["callbacks"]
+    assert (cb["phone"], cb["note"], cb["status"]) == ("+34612345678", "prefers mornings", "open")

@@ -22,11 +22,13 @@ from models import (
     Contact,
     ContactIdentity,
     Conversation,
+    CrisisWatch,
     Event,
     Message,
     OutboxItem,
+    SlaTimer,
 )
-from router import events
+from router import events, flows
 from router.errors import Conflict, NotFound
 
 ERASED = "[erased]"
@@ -248,14 +250,17 @@ async def erase(
         .where(Message.id.in_(msg_ids))
         .values(text=ERASED, channel_meta={}, external_id=None)
     )
+    closed = await _close_queue_work(session, ids, conv_ids, now)
     await session.execute(
         update(Conversation)
         .where(Conversation.id.in_(conv_ids))
-        .values(subject=None, routing_reasons=[ERASED], updated_at=now)
+        .values(subject=None, tags=[], routing_reasons=[], updated_at=now)
+        .execution_options(synchronize_session="fetch")
     )
+    await _scrub_reasons(session, ids, conv_ids)
     await session.execute(
         update(CallbackRequest)
-        .where(CallbackRequest.contact_id.in_(ids))
+        .where(CallbackRequest.contact_id.in_(ids) | CallbackRequest.conversation_id.in_(conv_ids))
         .values(phone=ERASED, note=None)
     )
     n_ident = (
@@ -271,11 +276,91 @@ async def erase(
         "conversations": len(conv_ids),
         "messages": len(msg_ids),
         "attachments": int(n_att or 0),
+        "closed_conversations": closed,
     }
     await events.record(
         session, "contact.erased", contact_id=contact.id, agent_id=agent_id, tier=2, data=summary
     )
     return summary, files
+
+
+async def _close_queue_work(
+    session: AsyncSession, ids: list[int], conv_ids: list[int], now: datetime
+) -> int:
+    """Nobody is left to answer: close the person's open conversations (unassigned, out of the
+    queues), stop their SLA timers and crisis watches, cancel open callbacks. Returns how many
+    conversations were closed."""
+    convs = list(
+        await session.scalars(
+            select(Conversation).where(
+                Conversation.id.in_(conv_ids), Conversation.status != "closed"
+            )
+        )
+    )
+    for conv in convs:
+        previous = conv.status
+        conv.status = "closed"
+        conv.assignee_id = None
+        conv.waiting_since = None
+        conv.resolved_at = conv.resolved_at or now
+        conv.updated_at = now
+        await flows.conv_event(
+            session,
+            "conversation.closed",
+            conv,
+            data={"from": previous, "to": "closed", "via": "erased"},
+        )
+    await session.execute(
+        update(Assignment)
+        .where(Assignment.conversation_id.in_(conv_ids), Assignment.ended_at.is_(None))
+        .values(ended_at=now)
+    )
+    await session.execute(
+        update(SlaTimer)
+        .where(SlaTimer.conversation_id.in_(conv_ids))
+        .values(state="stopped", next_fire_at=None, warn_at=None, remaining_s=None, updated_at=now)
+    )
+    await session.execute(
+        update(CrisisWatch)
+        .where(CrisisWatch.conversation_id.in_(conv_ids), CrisisWatch.state == "watching")
+        .values(state="closed")
+    )
+    await session.execute(
+        update(CallbackRequest)
+        .where(
+            CallbackRequest.contact_id.in_(ids) | CallbackRequest.conversation_id.in_(conv_ids),
+            CallbackRequest.status == "open",
+        )
+        .values(
+            status="cancelled",
+            outcome="cancelled",
+            next_attempt_at=None,
+            closed_at=now,
+            updated_at=now,
+        )
+    )
+    await session.flush()
+    return len(convs)
+
+
+# Free text in event payloads: agents' transfer, escalation and assignment reasons, and the
+# routing reasons (which quote what the patient wrote).
+_FREE_TEXT = {"reason": ERASED, "reasons": []}
+
+
+async def _scrub_reasons(session: AsyncSession, ids: list[int], conv_ids: list[int]) -> None:
+    """Keep the trail (which action, when, by whom, from and to which queue); drop the why."""
+    await session.execute(
+        update(Assignment).where(Assignment.conversation_id.in_(conv_ids)).values(reason=ERASED)
+    )
+    for ev in await session.scalars(
+        select(Event).where(Event.contact_id.in_(ids) | Event.conversation_id.in_(conv_ids))
+    ):
+        data = dict(ev.data or {})
+        if any(k in data for k in _FREE_TEXT):
+            # A new dict, so the JSON column sees the change.
+            ev.data = {**data, **{k: v for k, v in _FREE_TEXT.items() if k in data}}
+    await session.flush()
 
 
 def delete_files(store: AttachmentStore, refs: set[str]) -> None:

@@ -6,15 +6,21 @@ and routing reasons, open queue work, shared stored files, and export gaps.
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 
 from models import (
+    Assignment,
     CallbackRequest,
     Contact,
+    Conversation,
+    Event,
     Message,
+    SlaTimer,
 )
 from router.runtime import Runtime
 from tests.conftest import ADMIN, auth, make_agent
@@ -69,6 +75,93 @@ async def test_erasure_and_export_follow_the_whole_merge_chain(
     async with rt.db.session() as s:
         rows = list(await s.scalars(select(Contact).where(Contact.id.in_((a, b, c)))))
     assert [(x.name, x.attributes) for x in rows] == [(None, {})] * 3
+
+
+async def test_erasure_scrubs_agents_reasons_routing_reasons_and_tags(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    l1, _ = await make_agent(rt, name="l1", role="agent_l1", languages=["es"])
+    _, sup = await make_agent(rt, name="sup", role="supervisor", presence="away")
+    cid, contact_id = await inbound(client, "pat-1", BOOKING, name="Ana García")
+    h = auth(sup)
+    for path, body in [
+        ("assign", {"agent_id": l1, "reason": REASON}),
+        ("escalate", {"reason": REASON}),
+        ("transfer", {"queue": "first_line", "agent_id": l1, "reason": REASON}),
+    ]:
+        r = await client.post(f"/api/v1/conversations/{cid}/{path}", json=body, headers=h)
+        assert r.status_code == 200, (path, r.text)
+    conv = (await client.get(f"/api/v1/conversations/{cid}", headers=ADMIN)).json()
+    assert conv["tags"], "routing tagged the conversation"
+
+    r = await client.delete(f"/api/v1/contacts/{contact_id}", headers=ADMIN)
+    assert r.status_code == 200, r.text
+    async with rt.db.session() as s:
+        c = await s.get(Conversation, cid)
+        evs = list(await s.scalars(select(Event).where(Event.conversation_id == cid)))
+        reasons = list(await s.scalars(select(Assignment.reason)))
+    assert c is not None
+    assert (c.tags, c.routing_reasons) == ([], [])
+    assert all("VIH" not in r for r in reasons)
+    assert not [e.type for e in evs if "VIH" in json.dumps(e.data, ensure_ascii=False)]
+    # The anonymised trail: that it happened, when, and by whom.
+    by_type = {e.type: e for e in evs}
+    for kind in ("conversation.assigned", "conversation.escalated", "conversation.transferred"):
+        assert by_type[kind].agent_id is not None
+        assert by_type[kind].created_at is not None
+    assert by_type["conversation.escalated"].data["queue"] == "second_line"
+
+
+async def test_erasure_takes_the_person_out_of_the_queues(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    l1, _ = await make_agent(rt, name="l1", role="agent_l1", languages=["es"])
+    cid, contact_id = await inbound(client, "pat-1", name="Ana García")
+    now = rt.now()
+    async with rt.db.session() as s:
+        s.add(
+            CallbackRequest(
+                conversation_id=cid,
+                contact_id=contact_id,
+                phone="+34612345678",
+                status="open",
+                first_call_at=now,
+                last_call_at=now,
+                last_call_status="missed",
+                next_attempt_at=now + timedelta(minutes=5),
+                due_at=now + timedelta(hours=1),
+            )
+        )
+        armed = list(
+            await s.scalars(
+                select(SlaTimer).where(
+                    SlaTimer.conversation_id == cid, SlaTimer.next_fire_at.is_not(None)
+                )
+            )
+        )
+    assert armed, "the conversation's SLA timers were running"
+
+    r = await client.delete(f"/api/v1/contacts/{contact_id}", headers=ADMIN)
+    assert r.status_code == 200, r.text
+    async with rt.db.session() as s:
+        c = await s.get(Conversation, cid)
+        timers = list(await s.scalars(select(SlaTimer).where(SlaTimer.conversation_id == cid)))
+        cb = await s.scalar(select(CallbackRequest))
+        open_assignments = list(
+            await s.scalars(select(Assignment).where(Assignment.ended_at.is_(None)))
+        )
+    assert c is not None
+    assert cb is not None
+    assert (c.status, c.assignee_id, c.waiting_since) == ("closed", None, None)
+    assert not open_assignments
+    assert {(t.state, t.next_fire_at) for t in timers} == {("stopped", None)}
+    assert (cb.status, cb.next_attempt_at, cb.phone) == ("cancelled", None, "[erased]")
+    assert cb.closed_at is not None
+    # Nothing fires for the erased person later.
+    rt.clock.advance(days=2)  # type: ignore[attr-defined]
+    from router.timers import SlaScheduler
+
+    assert await SlaScheduler(rt).run_once() == 0
 
 
 async def test_export_holds_notes_edits_reasons_callbacks_mail_refs_and_call_metadata(

@@ -370,6 +370,9 @@ def delete_files(store: AttachmentStore, refs: set[str]) -> None:
 
 
 async def _stored_files(session: AsyncSession, msg_ids: list[int]) -> set[str]:
+    """The store files only these messages reference. The store is content-addressed, so one
+    file can back another patient's attachment too (the same leaflet sent to both): a file
+    another attachment row still references stays."""
     refs = set(
         await session.scalars(select(Attachment.url).where(Attachment.message_id.in_(msg_ids)))
     )
@@ -377,4 +380,14 @@ async def _stored_files(session: AsyncSession, msg_ids: list[int]) -> set[str]:
         raw = (meta or {}).get("raw_ref")
         if isinstance(raw, str):
             refs.add(raw)
-    return {r for r in refs if AttachmentStore.owns(r)}
+    refs = {r for r in refs if AttachmentStore.owns(r)}
+    if not refs:
+        return refs
+    shared = set(
+        await session.scalars(
+            select(Attachment.url).where(
+                Attachment.url.in_(refs), Attachment.message_id.not_in(msg_ids)
+            )
+        )
+    )
+    return refs - shared

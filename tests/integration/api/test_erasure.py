@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import select
 
+from channels.email.store import AttachmentStore
 from models import (
     Assignment,
+    Attachment,
     CallbackRequest,
     Contact,
     Conversation,
@@ -22,6 +25,7 @@ from models import (
     Message,
     SlaTimer,
 )
+from router import privacy
 from router.runtime import Runtime
 from tests.conftest import ADMIN, auth, make_agent
 
@@ -162,6 +166,34 @@ async def test_erasure_takes_the_person_out_of_the_queues(
     from router.timers import SlaScheduler
 
     assert await SlaScheduler(rt).run_once() == 0
+
+
+async def test_erasure_keeps_a_stored_file_another_patient_still_references(
+    client: httpx.AsyncClient, rt: Runtime, tmp_path: Path
+) -> None:
+    store = AttachmentStore(tmp_path / "store")
+    shared = store.put(b"the same lab leaflet, sent to both")
+    own = store.put(b"Ana's own lab result")
+    c1, contact_1 = await inbound(client, "pat-1", name="Ana")
+    c2, _ = await inbound(client, "pat-2", name="Bea")
+    async with rt.db.session() as s:
+        m1 = await s.scalar(select(Message.id).where(Message.conversation_id == c1))
+        m2 = await s.scalar(select(Message.id).where(Message.conversation_id == c2))
+        assert m1 is not None
+        assert m2 is not None
+        s.add_all(
+            [
+                Attachment(message_id=m1, url=shared, name="leaflet.pdf"),
+                Attachment(message_id=m1, url=own, name="result.pdf"),
+                Attachment(message_id=m2, url=shared, name="leaflet.pdf"),
+            ]
+        )
+    async with rt.db.session() as s:
+        _, files = await privacy.erase(s, contact_1, now=rt.now(), agent_id=None, store=store)
+    privacy.delete_files(store, files)
+    assert not store.path(own).exists()
+    assert store.path(shared).exists(), "the other patient's copy is still referenced"
+    assert store.get(shared) == b"the same lab leaflet, sent to both"
 
 
 async def test_export_holds_notes_edits_reasons_callbacks_mail_refs_and_call_metadata(

@@ -23,12 +23,13 @@ from models import (
     ContactIdentity,
     Conversation,
     CrisisWatch,
+    ErasedIdentity,
     Event,
     Message,
     OutboxItem,
     SlaTimer,
 )
-from router import events, flows
+from router import contacts, events, flows
 from router.errors import Conflict, NotFound
 
 ERASED = "[erased]"
@@ -221,11 +222,14 @@ async def erase(
     now: datetime,
     agent_id: int | None,
     store: AttachmentStore | None = None,
+    erasure_key: bytes | None = None,
 ) -> tuple[dict[str, int], set[str]]:
     """Erase a person's data (right to erasure). Returns what was touched (for the audit) and
     the local store files to delete once the transaction has committed (`delete_files`).
 
     Files held by a channel provider (Telegram file ids, recording URLs) are only unlinked.
+    Given `erasure_key`, each identity leaves its salted hash (`ErasedIdentity`), so an audit
+    can tell a later contact writing from it (`contacts.resolve_contact` marks it).
     """
     contact = await _contact(session, contact_id)
     ids = await merge_chain(session, contact.id)
@@ -263,6 +267,23 @@ async def erase(
         .where(CallbackRequest.contact_id.in_(ids) | CallbackRequest.conversation_id.in_(conv_ids))
         .values(phone=ERASED, note=None)
     )
+    if erasure_key is not None:
+        idents = (
+            await session.execute(
+                select(ContactIdentity.kind, ContactIdentity.value).where(
+                    ContactIdentity.contact_id.in_(ids)
+                )
+            )
+        ).all()
+        session.add_all(
+            ErasedIdentity(
+                kind=kind,
+                value_hash=contacts.identity_hash(erasure_key, kind, value),
+                contact_id=contact.id,
+                created_at=now,
+            )
+            for kind, value in idents
+        )
     n_ident = (
         await session.execute(delete(ContactIdentity).where(ContactIdentity.contact_id.in_(ids)))
     ).rowcount  # type: ignore[attr-defined]

@@ -21,11 +21,13 @@ from models import (
     CallbackRequest,
     Contact,
     Conversation,
+    ErasedIdentity,
     Event,
     Message,
     SlaTimer,
 )
 from router import privacy
+from router.contacts import identity_hash
 from router.runtime import Runtime
 from tests.conftest import ADMIN, auth, make_agent
 
@@ -256,3 +258,41 @@ async def test_export_holds_notes_edits_reasons_callbacks_mail_refs_and_call_met
     assert any(REASON in (e["data"].get("reason") or "") for e in data["events"])
     (cb,) = conv["callbacks"]
     assert (cb["phone"], cb["note"], cb["status"]) == ("+34612345678", "prefers mornings", "open")
+
+
+async def test_a_redelivery_after_erasure_is_a_fresh_contact_and_the_audit_can_tell(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    cid, contact_id = await inbound(
+        client, "pat-1", name="Ana García", phone="+34612345678", verified=True
+    )
+    r = await client.delete(f"/api/v1/contacts/{contact_id}", headers=ADMIN)
+    assert r.status_code == 200, r.text
+    key = rt.settings.erasure_hmac_key()
+    async with rt.db.session() as s:
+        erased = list(await s.scalars(select(ErasedIdentity)))
+    assert {(e.kind, e.contact_id) for e in erased} == {("app", contact_id), ("phone", contact_id)}
+    assert {e.value_hash for e in erased} == {
+        identity_hash(key, "app", "pat-1"),
+        identity_hash(key, "phone", "+34612345678"),
+    }
+    dump = json.dumps([(e.kind, e.value_hash) for e in erased])
+    assert "pat-1" not in dump
+    assert "612345678" not in dump
+
+    # The provider redelivers the very first message after the erasure.
+    again, new_contact = await inbound(
+        client, "pat-1", name="Ana García", phone="+34612345678", verified=True
+    )
+    assert again != cid
+    assert new_contact != contact_id
+    data = (await client.get(f"/api/v1/contacts/{new_contact}/export", headers=ADMIN)).json()
+    assert data["contact"]["attributes"] == {"after_erasure": True}
+    assert [c["id"] for c in data["conversations"]] == [again]
+    assert data["contact"]["merged_contact_ids"] == []
+    created = [e for e in data["events"] if e["type"] == "contact.created"]
+    assert created[0]["data"] == {"after_erasure": True}
+    # Someone never erased is not marked.
+    _, other = await inbound(client, "pat-2", name="Bea")
+    other_data = (await client.get(f"/api/v1/contacts/{other}/export", headers=ADMIN)).json()
+    assert other_data["contact"]["attributes"] == {}

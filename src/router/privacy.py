@@ -1,8 +1,10 @@
 """Health data rights: export everything held about a person; erase it on request.
 
 Erasure keeps the shape of the history (conversations, message rows, events) so audits and
-statistics stay true, but removes what identifies or describes the person: names, identities,
-message text, channel metadata, attachments, callback numbers. Undelivered replies die.
+statistics stay true, but removes what identifies or describes the person, across every contact
+merged into theirs at any depth: names, identities (a salted hash of each stays), message text,
+channel metadata, attachments, tags, routing reasons, agents' reasons, callback numbers.
+Undelivered replies die; open conversations close, their SLA timers stop, callbacks cancel.
 """
 
 from __future__ import annotations

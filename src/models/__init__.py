@@ -3,7 +3,7 @@
 from models.agent import Agent
 from models.base import Base
 from models.callback import CallbackRequest as CallbackRequest  # re-export
-from models.contact import Contact, ContactIdentity
+from models.contact import Contact, ContactIdentity, ErasedIdentity
 from models.conversation import Assignment, Conversation
 from models.event import Event
 from models.message import Attachment, Message
@@ -21,6 +21,7 @@ __all__ = [
     "ContactIdentity",
     "Conversation",
     "CrisisWatch",
+    "ErasedIdentity",
     "Event",
     "Message",
     "OutboxItem",

@@ -35,3 +35,16 @@ class ContactIdentity(IdMixin, TimestampMixin, Base):
     verified: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     # e.g. the Telegram user blocked the bot: replies there fail permanently.
     unreachable: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+
+
+class ErasedIdentity(IdMixin, TimestampMixin, Base):
+    """The salted hash (HMAC-SHA256, server key) of an identity whose contact was erased: an
+    audit can tell that a later contact writes from an erased identity; the identity itself
+    is gone. `created_at` is when it was erased."""
+
+    __tablename__ = "erased_identities"
+
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    value_hash: Mapped[str] = mapped_column(String(64), index=True, nullable=False)
+    # The erased contact (its row stays as an anonymised tombstone).
+    contact_id: Mapped[int] = mapped_column(BigId, nullable=False)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Contact, ContactIdentity, Conversation, Event
+from models import Contact, ContactIdentity, Conversation, ErasedIdentity, Event
 from models.messages import IDENTITY_KIND, Sender
 from router import events
 from router.errors import InvalidInput, NotFound
@@ -19,8 +21,18 @@ async def _identity(session: AsyncSession, kind: str, value: str) -> ContactIden
     )
 
 
+def identity_hash(key: bytes, kind: str, value: str) -> str:
+    """HMAC-SHA256 of one identity under the server's erasure key (`erased_identities`)."""
+    return hmac.new(key, f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()
+
+
 async def resolve_contact(
-    session: AsyncSession, channel: str, sender: Sender, now: datetime
+    session: AsyncSession,
+    channel: str,
+    sender: Sender,
+    now: datetime,
+    *,
+    erasure_key: bytes | None = None,
 ) -> Contact:
     """Find or create the sender's contact.
 
@@ -50,10 +62,20 @@ async def resolve_contact(
     contacts = [await _live_contact(session, cid) for cid in contact_ids]
     contact: Contact | None = min(contacts, key=lambda c: c.id) if contacts else None
     if contact is None:
-        contact = Contact(name=sender.name, attributes={})
+        after_erasure = erasure_key is not None and await _was_erased(
+            session, erasure_key, [(k, v) for k, v, _ in keys]
+        )
+        contact = Contact(
+            name=sender.name, attributes={"after_erasure": True} if after_erasure else {}
+        )
         session.add(contact)
         await session.flush()
-        await events.record(session, "contact.created", contact_id=contact.id)
+        await events.record(
+            session,
+            "contact.created",
+            contact_id=contact.id,
+            data={"after_erasure": True} if after_erasure else None,
+        )
     else:
         for other in contacts:
             if other.id != contact.id:
@@ -75,6 +97,14 @@ async def resolve_contact(
         contact.attributes = attrs
     await session.flush()
     return contact
+
+
+async def _was_erased(session: AsyncSession, key: bytes, keys: list[tuple[str, str]]) -> bool:
+    hashes = [identity_hash(key, k, v) for k, v in keys]
+    found = await session.scalar(
+        select(ErasedIdentity.id).where(ErasedIdentity.value_hash.in_(hashes)).limit(1)
+    )
+    return found is not None
 
 
 async def _live_contact(session: AsyncSession, contact_id: int) -> Contact:

@@ -62,7 +62,9 @@ async def ingest(session: AsyncSession, rt: Runtime, msg: InboundMessage) -> Ing
 
 async def _ingest_new(session: AsyncSession, rt: Runtime, msg: InboundMessage) -> IngestResult:
     now = rt.now()
-    contact = await resolve_contact(session, msg.channel, msg.sender, now)
+    contact = await resolve_contact(
+        session, msg.channel, msg.sender, now, erasure_key=rt.settings.erasure_hmac_key()
+    )
     conv, how = await _resolve_conversation(session, rt, contact, msg)
 
     # A call log of an outbound call (agent → customer) is ours, not the customer's message.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from functools import lru_cache
 
 from pydantic import SecretStr
@@ -67,9 +69,23 @@ class Settings(BaseSettings):
     rate_limit_integration_burst: int = 1000
     rate_limit_webhooks_per_min: int = 3000
     rate_limit_webhooks_burst: int = 600
+    # Erasure: the HMAC key of the hashes of erased identities (`erased_identities`), so an
+    # audit can tell that a later message came from an erased identity without keeping the
+    # identity. Keep it stable: a new key stops old hashes from matching. Unset: derived from
+    # WEBHOOK_SECRET, then ADMIN_TOKEN.
+    erasure_key: SecretStr | None = None
     log_level: str = "INFO"
     # Run the background workers (outbox, SLA scheduler) in this process.
     run_workers: bool = True
+
+    def erasure_hmac_key(self) -> bytes:
+        if self.erasure_key is not None:
+            return self.erasure_key.get_secret_value().encode()
+        base = self.webhook_secret or self.admin_token
+        # Without any secret the hashes are only salted by this constant (still no identity
+        # kept in clear, but guessable for phone numbers): set CARELINE_ERASURE_KEY.
+        seed = base.get_secret_value().encode() if base is not None else b""
+        return hmac.new(seed, b"careline erasure key", hashlib.sha256).digest()
 
 
 @lru_cache

@@ -193,7 +193,9 @@ async def _edit(session: AsyncSession, rt: Runtime, action: Edit) -> Handled:
 
 async def _start(session: AsyncSession, rt: Runtime, action: Start) -> Handled:
     now = rt.now()
-    contact = await resolve_contact(session, "telegram", action.sender, now)
+    contact = await resolve_contact(
+        session, "telegram", action.sender, now, erasure_key=rt.settings.erasure_hmac_key()
+    )
     if action.payload:
         secret = rt.settings.webhook_secret
         app_id = (

@@ -66,7 +66,12 @@ async def erase_contact(
     """Erase a person's personal data and message texts; an anonymised trail remains."""
     store = AttachmentStore.from_settings(rt.settings)
     summary, files = await privacy.erase(
-        session, contact_id, now=rt.now(), agent_id=p.agent_id, store=store
+        session,
+        contact_id,
+        now=rt.now(),
+        agent_id=p.agent_id,
+        store=store,
+        erasure_key=rt.settings.erasure_hmac_key(),
     )
     # After the commit (background tasks run once the response is sent).
     background.add_task(privacy.delete_files, store, files)

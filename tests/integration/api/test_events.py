@@ -149,3 +149,33 @@ async def test_first_line_stream_never_shows_a_second_line_conversation_exists(
         or e["data"]["contact_id"] == hidden_contact
     ]
     assert leaks == []
+
+
+async def test_a_revoked_token_ends_its_open_stream(rt: Runtime) -> None:
+    """The stream re-checks its caller before each read: deactivating the agent (which
+    rotates the token) ends the stream, and nothing recorded afterwards reaches it."""
+    agent_id, l1 = await make_agent(rt, name="l1", role="agent_l1", presence="offline")
+    async with serve(create_app(runtime=rt)) as base:
+        seen: list[str] = []
+
+        async def listen() -> None:
+            async with (
+                httpx.AsyncClient(base_url=base, timeout=30) as c,
+                c.stream("GET", "/api/v1/events", headers=auth(l1)) as r,
+            ):
+                assert r.status_code == 200
+                async for line in r.aiter_lines():
+                    if line.startswith("event:"):
+                        seen.append(line[6:].strip())
+
+        reader = asyncio.create_task(listen())
+        await asyncio.sleep(0.3)
+        async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+            r = await c.delete(f"/api/v1/agents/{agent_id}", headers=ADMIN)
+            assert r.status_code in (200, 204)
+        seen.clear()  # what the deactivation itself recorded may still arrive
+        await asyncio.sleep(0.5)
+        seen.clear()
+        await post_inbound(base, "c1", "m1", "Quiero cambiar mi cita")
+        await asyncio.wait_for(reader, 10)  # the server ended the stream
+    assert "message.received" not in seen

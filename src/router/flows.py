@@ -91,17 +91,26 @@ async def conv_event(
     data: dict[str, Any] | None = None,
     tier: int | None = None,
 ) -> None:
-    """Record an event about a conversation, visible to whoever may read its queue."""
+    """Record an event about a conversation, visible to whoever may read its queue.
+
+    Without an explicit `tier` (events addressed to the first line pass 1) the event follows
+    the conversation: this unit of work's earlier events about it and its contact are raised
+    to its current tier, so `conversation.created` and `contact.created`, recorded before
+    routing, commit with the tier routing chose."""
     q = await queue_of(session, conv)
-    await events.record(
+    current = q.tier if q else 1
+    ev = await events.record(
         session,
         type_,
         conversation=conv,
         queue=q.name if q else None,
-        tier=tier if tier is not None else (q.tier if q else 1),
+        tier=tier if tier is not None else current,
         agent_id=agent_id,
         data=data,
     )
+    if tier is None:
+        events.follow(session, ev)
+    events.settle(session, conv, current)
 
 
 async def after_inbound(

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     webchat_messages_per_minute: int = 20
     webchat_max_sockets: int = 5
     webchat_poll_s: float = 2.0
+    webchat_send_timeout_s: float = 10.0  # a socket that reads nothing this long is dropped
     # Mail an agent reply no socket showed after this long (to a confirmed email only).
     webchat_mail_after_s: float = 120.0
 

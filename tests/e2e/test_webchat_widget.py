@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -113,5 +114,47 @@ async def test_visitor_chats_reloads_and_survives_a_restart(
                 select(func.count()).select_from(Message).where(Message.text == "¿Siguen ahí?")
             )
         assert n == 1, "the message typed while offline must be stored exactly once"
+    await context.close()
+    assert errors == []
+
+
+async def test_replaying_a_long_outbox_stays_under_the_rate_limit(
+    rt: Runtime, browser: Any
+) -> None:
+    """25 messages left unacknowledged in localStorage go out one per ack and at most 15 a
+    minute: the server (20 a minute) never closes the socket with 4429."""
+    rt.channels["webchat"] = WebchatChannel(CONFIG)
+    context = await browser.new_context()
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    closes: list[int] = []
+    port = free_port()
+    async with serve_on(webchat_app(rt), port) as base:
+        outbox = [{"client_id": f"q{i}", "text": f"queued {i}"} for i in range(25)]
+        await context.add_init_script(
+            f"localStorage.setItem({json.dumps('careline.webchat:' + base)},"
+            f" {json.dumps(json.dumps({'outbox': outbox}))});"
+        )
+        page.on("websocket", lambda ws: ws.on("close", lambda _ws: closes.append(1)))
+
+        async def stored() -> int:
+            async with rt.db.session() as s:
+                n = await s.scalar(
+                    select(func.count()).select_from(Message).where(Message.text.like("queued %"))
+                )
+            return int(n or 0)
+
+        await page.goto(f"{base}/webchat/demo")
+        for _ in range(100):
+            if await stored() >= 15:
+                break
+            await page.wait_for_timeout(100)
+        await page.wait_for_timeout(1500)  # what an unpaced replay would send meanwhile
+        assert await stored() == 15
+        assert closes == [], "the socket was closed (4429) by the replay"
+        # The rest waits in the outbox, shown as sending.
+        await page.get_by_role("button", name="Open chat").click()
+        await expect(page.locator("#careline-webchat .msg.in")).to_have_count(25)
     await context.close()
     assert errors == []

@@ -42,6 +42,9 @@ class WebchatConfig:
     # How often an idle socket re-reads its feed: a reply delivered by another instance's
     # outbox worker (which cannot wake our sockets) shows up at most this late.
     poll_s: float = 2.0
+    # Longest a frame (or the close) may wait for the visitor to read: a client that stops
+    # reading gets its connection aborted, and its socket slot back, after this.
+    send_timeout_s: float = 10.0
 
     @classmethod
     def from_settings(cls, settings: Any) -> WebchatConfig:
@@ -64,6 +67,7 @@ class WebchatConfig:
                 getattr(settings, "webchat_max_sockets", d.max_sockets_per_visitor)
             ),
             poll_s=float(getattr(settings, "webchat_poll_s", d.poll_s)),
+            send_timeout_s=float(getattr(settings, "webchat_send_timeout_s", d.send_timeout_s)),
         )
 
 

@@ -16,19 +16,34 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 
-class Connection:
-    """One open socket: a wake-up flag and serialised sends (two tasks write to it)."""
+class SendTimeout(Exception):
+    """The visitor did not take a frame within the send timeout: they stopped reading."""
 
-    def __init__(self, visitor_id: str, send_text: Callable[[str], Awaitable[None]]) -> None:
+
+class Connection:
+    """One open socket: a wake-up flag and serialised sends (two tasks write to it), each
+    bounded by `send_timeout_s` (waiting for the lock included): a client that stops reading
+    fills the server's write buffer, and an unbounded send would then wait forever."""
+
+    def __init__(
+        self,
+        visitor_id: str,
+        send_text: Callable[[str], Awaitable[None]],
+        send_timeout_s: float = 10.0,
+    ) -> None:
         self.visitor_id = visitor_id
         self._send_text = send_text
+        self.send_timeout_s = send_timeout_s
         self._lock = asyncio.Lock()
         self._woken = asyncio.Event()
 
     async def send(self, frame: dict[str, Any]) -> None:
         text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
-        async with self._lock:
-            await self._send_text(text)
+        try:
+            async with asyncio.timeout(self.send_timeout_s), self._lock:
+                await self._send_text(text)
+        except TimeoutError:
+            raise SendTimeout(f"frame not taken within {self.send_timeout_s} s") from None
 
     def wake(self) -> None:
         self._woken.set()

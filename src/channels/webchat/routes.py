@@ -8,7 +8,6 @@ visitor, 4429 too many messages per minute, 1009 frame too big, 1011 database un
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -24,8 +23,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from channels.webchat import confirm, feed
-from channels.webchat.adapter import WebchatChannel
-from channels.webchat.hub import Connection
+from channels.webchat.adapter import WebchatChannel, WebchatConfig
+from channels.webchat.hub import Connection, SendTimeout
 from channels.webchat.tokens import (
     BadToken,
     ExpiredToken,
@@ -39,6 +38,7 @@ from models.messages import InboundMessage, Sender, raw_json_too_deep
 from router import flows, service
 from router.api.deps import AgentDep, IdPath, RuntimeDep, SessionDep
 from router.api.problems import problem
+from router.api.transport import abort
 from router.errors import Forbidden, InvalidInput, NotFound, RouterError, Unauthorized
 from router.ingest import ingest
 from router.runtime import Runtime
@@ -306,8 +306,11 @@ async def webchat_socket(websocket: WebSocket) -> None:
     await websocket.accept()
     conn: Connection | None = None
     channel: WebchatChannel | None = None
+    close: tuple[int, str] | None = None
+    timeout_s = WebchatConfig.send_timeout_s
     try:
         channel = webchat_channel_or_close(rt)
+        timeout_s = channel.config.send_timeout_s
         if not origin_allowed(
             channel, websocket.headers.get("origin"), websocket.headers.get("host")
         ):
@@ -317,24 +320,32 @@ async def webchat_socket(websocket: WebSocket) -> None:
         except BadToken as exc:
             raise Closed(4401, str(exc)) from None
         since = _since(websocket.query_params.get("since"))
-        conn = Connection(claims.visitor_id, websocket.send_text)
+        conn = Connection(claims.visitor_id, websocket.send_text, timeout_s)
         if not channel.hub.register(conn, channel.config.max_sockets_per_visitor):
             conn = None
             raise Closed(4409, "too many open chats for this visitor")
         await _serve(rt, channel, websocket, conn, claims, since)
     except Closed as exc:
-        await _close(websocket, exc.code, exc.reason)
+        close = (exc.code, exc.reason)
     except WebSocketDisconnect:
         pass
+    except SendTimeout:
+        # The visitor stopped reading: a close frame would only queue behind what they left
+        # unread. Drop the connection.
+        log.info("webchat socket: visitor not reading; connection dropped")
+        abort(websocket.scope)
     except (OperationalError, DBAPIError):
         log.warning("webchat socket: database unavailable", exc_info=True)
-        await _close(websocket, 1011, "temporarily unavailable; reconnect later")
+        close = (1011, "temporarily unavailable; reconnect later")
     except OSError:
         # uvicorn's ClientDisconnected: the visitor went away while we were sending.
-        await _close(websocket, 1011, "connection error")
+        close = (1011, "connection error")
     finally:
+        # First: the slot is free whatever the close below takes.
         if conn is not None and channel is not None:
             channel.hub.unregister(conn)
+    if close is not None:
+        await _close(websocket, *close, timeout_s=timeout_s)
 
 
 def webchat_channel_or_close(rt: Runtime) -> WebchatChannel:
@@ -352,10 +363,27 @@ def _since(raw: str | None) -> int:
     return int(raw)
 
 
-async def _close(websocket: WebSocket, code: int, reason: str) -> None:
-    if websocket.client_state == WebSocketState.CONNECTED:
-        with contextlib.suppress(Exception):  # the peer may already be gone
+# Closes for going over a limit: the peer is flooding us, perhaps not reading at all.
+LIMIT_CLOSES = frozenset({1009, 4409, 4429})
+
+
+async def _close(websocket: WebSocket, code: int, reason: str, *, timeout_s: float) -> None:
+    """Send the close frame within `timeout_s`, else drop the connection. After a limit
+    close the connection is dropped anyway once `timeout_s` passed: a peer that reads
+    has long answered it by then, and one that does not never will (the server would keep
+    it open, its close stuck behind the unread frames)."""
+    if websocket.client_state != WebSocketState.CONNECTED:
+        return
+    try:
+        async with asyncio.timeout(timeout_s):
             await websocket.close(code=code, reason=reason)
+    except TimeoutError:
+        abort(websocket.scope)
+        return
+    except Exception:  # the peer may already be gone
+        return
+    if code in LIMIT_CLOSES:
+        asyncio.get_running_loop().call_later(timeout_s, abort, websocket.scope)
 
 
 async def _serve(

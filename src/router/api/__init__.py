@@ -22,6 +22,7 @@ from router.api import problems
 from router.api.limits import BodyLimitMiddleware
 from router.api.routes import agents, contacts, conversations, events, health, inbound, queues
 from router.api.routes import callbacks as callbacks_routes
+from router.api.transport import TransportMiddleware
 from router.bootstrap import build_runtime, sync_queues
 from router.outbox import OutboxWorker
 from router.paging import PageWorker
@@ -119,6 +120,8 @@ def create_app(
         ],
         default=cfg.api_max_body_bytes,
     )
+    # Outside even that: it must see the server's own `send` (see router.api.transport).
+    app.add_middleware(TransportMiddleware)
     modules = (
         health,
         inbound,

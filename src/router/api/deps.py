@@ -87,6 +87,15 @@ async def get_stream_principal(request: Request, rt: RuntimeDep) -> Principal:
     return p
 
 
+async def still_valid(request: Request, rt: Runtime, session: AsyncSession, p: Principal) -> bool:
+    """Whether the stream's caller is still who it was when it connected: a deactivated agent,
+    a rotated or revoked token, or a changed role or tier ends the stream."""
+    try:
+        return await _principal(request, rt, session) == p
+    except Unauthorized:
+        return False
+
+
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 

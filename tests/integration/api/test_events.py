@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from models import Conversation
 from router.api import create_app
 from router.runtime import Runtime
 from tests.conftest import ADMIN, auth, make_agent
@@ -85,3 +86,96 @@ async def test_first_line_agent_does_not_see_second_line_events(rt: Runtime) -> 
     assert seen_by_l1, "first-line events are visible"
     assert all(e["data"]["conversation_id"] != clinical_conv for e in seen_by_l1)
     assert all(e["event"] == "message.received" for e in seen_by_l1)
+
+
+async def read_until(
+    base: str, headers: dict[str, str], stop: Any, params: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Every event the caller is shown, up to and including the first one `stop` accepts."""
+    out: list[dict[str, Any]] = []
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=10) as c,
+        c.stream("GET", "/api/v1/events", headers=headers, params=params) as r,
+    ):
+        assert r.status_code == 200
+        current: dict[str, Any] = {}
+        async for line in r.aiter_lines():
+            if line.startswith("event:"):
+                current["event"] = line[6:].strip()
+            elif line.startswith("data:"):
+                current["data"] = json.loads(line[5:].strip())
+            elif not line and current.get("event"):
+                out.append(current)
+                current = {}
+                if stop(out[-1]):
+                    break
+    return out
+
+
+async def test_first_line_stream_never_shows_a_second_line_conversation_exists(
+    rt: Runtime,
+) -> None:
+    """Neither the conversation's creation nor its new contact reach a first-line agent: both
+    carry the tier the conversation was routed to in the same unit of work."""
+    _, l1 = await make_agent(rt, name="l1", role="agent_l1", presence="offline")
+    async with serve(create_app(runtime=rt)) as base:
+        hidden = await post_inbound(
+            base, "c1", "m1", "Tengo fiebre alta y dolor de pecho, ¿tomo el antibiótico?"
+        )
+        visible = await post_inbound(base, "c2", "m2", "Quiero cambiar mi cita")
+        seen_by_l1 = await asyncio.wait_for(
+            read_until(
+                base,
+                auth(l1),
+                lambda e: (
+                    e["event"] == "message.received"
+                    and e["data"]["conversation_id"] == visible["conversation_id"]
+                ),
+                params={"after": 0},
+            ),
+            10,
+        )
+        everything = await read_events(base, ADMIN, 1, params={"after": 0})
+    async with rt.db.session() as session:
+        conv = await session.get(Conversation, hidden["conversation_id"])
+        assert conv is not None
+        hidden_contact = conv.contact_id
+    assert everything, "the admin sees the stream"
+    assert {e["event"] for e in seen_by_l1} >= {"contact.created", "conversation.created"}
+    leaks = [
+        e
+        for e in seen_by_l1
+        if e["data"]["conversation_id"] == hidden["conversation_id"]
+        or e["data"]["contact_id"] == hidden_contact
+    ]
+    assert leaks == []
+
+
+async def test_a_revoked_token_ends_its_open_stream(rt: Runtime) -> None:
+    """The stream re-checks its caller before each read: deactivating the agent (which
+    rotates the token) ends the stream, and nothing recorded afterwards reaches it."""
+    agent_id, l1 = await make_agent(rt, name="l1", role="agent_l1", presence="offline")
+    async with serve(create_app(runtime=rt)) as base:
+        seen: list[str] = []
+
+        async def listen() -> None:
+            async with (
+                httpx.AsyncClient(base_url=base, timeout=30) as c,
+                c.stream("GET", "/api/v1/events", headers=auth(l1)) as r,
+            ):
+                assert r.status_code == 200
+                async for line in r.aiter_lines():
+                    if line.startswith("event:"):
+                        seen.append(line[6:].strip())
+
+        reader = asyncio.create_task(listen())
+        await asyncio.sleep(0.3)
+        async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+            r = await c.delete(f"/api/v1/agents/{agent_id}", headers=ADMIN)
+            assert r.status_code in (200, 204)
+        seen.clear()  # what the deactivation itself recorded may still arrive
+        await asyncio.sleep(0.5)
+        seen.clear()
+        await post_inbound(base, "c1", "m1", "Quiero cambiar mi cita")
+        await asyncio.wait_for(reader, 10)  # the server ended the stream
+    assert "message.received" not in seen

@@ -337,8 +337,8 @@
         attempt = 0;
         connNote = "";
         renderStatus();
-        // Unacknowledged messages go again, in order; the server drops duplicates.
-        outbox.forEach(function (m) { sendFrame({ type: "message", client_id: m.client_id, text: m.text }); });
+        // Unacknowledged messages go again, in order (paced); the server drops duplicates.
+        pump();
         markRead();
       };
       ws.onmessage = function (ev) {
@@ -346,15 +346,46 @@
         try { f = JSON.parse(ev.data); } catch (e) { return; }
         if (f.type === "message") onMessage(f);
         else if (f.type === "ack") onAck(f);
+        else if (f.type === "error") onError(f);
         else if (f.type === "status") onStatus(f);
         else if (f.type === "typing") onTyping();
       };
-      ws.onclose = function (ev) { ws = null; connecting = false; onClosed(ev.code); };
+      ws.onclose = function (ev) {
+        ws = null; connecting = false; inFlight = null; clearTimeout(pumpTimer);
+        onClosed(ev.code);
+      };
     }).catch(function () { connecting = false; onClosed(0); });
+  }
+  // Message frames go out one at a time (the next after the last one's ack) and at most
+  // RATE a minute, under the server's limit (20 by default): replaying a long outbox on
+  // reconnect must neither burst nor trip the limit (a 4429 costs the visitor a minute).
+  var RATE = 15;
+  var sentAt = [];      // when this page sent message frames, within the last minute
+  var inFlight = null;  // client_id sent on this socket and not acknowledged yet
+  var pumpTimer = null;
+  function pump() {
+    clearTimeout(pumpTimer);
+    if (!ws || ws.readyState !== 1 || inFlight || !outbox.length) return;
+    var now = Date.now();
+    while (sentAt.length && sentAt[0] <= now - 60000) sentAt.shift();
+    if (sentAt.length >= RATE) { pumpTimer = setTimeout(pump, sentAt[0] + 60000 - now + 100); return; }
+    var m = outbox[0];
+    if (sendFrame({ type: "message", client_id: m.client_id, text: m.text })) {
+      sentAt.push(now);
+      inFlight = m.client_id;
+    }
+  }
+  function onError(f) {
+    // Not stored (the server could not take it now): it stays first in the outbox.
+    if (f.client_id !== inFlight) return;
+    inFlight = null;
+    pumpTimer = setTimeout(pump, 5000);
   }
   function onAck(f) {
     var li = byClient[f.client_id];
+    if (f.client_id === inFlight) inFlight = null;
     dropFromOutbox(f.client_id);
+    pump();
     if (!li || byId[f.id]) return;
     byId[f.id] = li;
     lastId = Math.max(lastId, f.id);
@@ -443,7 +474,7 @@
     persist();
     addPending(item);
     input.value = "";
-    if (!sendFrame({ type: "message", client_id: item.client_id, text: item.text })) connect();
+    if (ws && ws.readyState === 1) pump(); else connect();
   }
 
   function start() {

@@ -11,7 +11,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from models import Event
 from models.schemas import MAX_ID
-from router.api.deps import RuntimeDep, StreamAgentDep
+from router.api.deps import RuntimeDep, StreamAgentDep, still_valid
 
 api_router = APIRouter(prefix="/api/v1", tags=["events"])
 
@@ -30,7 +30,8 @@ async def stream_events(
     """Server-sent events: `id` is the event id, `event` its type, `data` JSON.
 
     Without `after` or `Last-Event-ID` the stream starts now. A first-line agent only sees
-    events of first-line queues. Events carry ids, never message text.
+    events of first-line queues. Events carry ids, never message text. The caller is checked
+    again before each read, so a revoked token's stream ends within one wait (2 s).
     """
     cursor: int | None = after
     if cursor is None and last_event_id and last_event_id.isdigit():
@@ -44,6 +45,8 @@ async def stream_events(
         pos = cursor
         while not await request.is_disconnected():
             async with rt.db.session() as session:
+                if not await still_valid(request, rt, session, p):
+                    return
                 rows = list(
                     await session.scalars(
                         select(Event)

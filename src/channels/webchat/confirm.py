@@ -269,7 +269,11 @@ async def confirm(rt: Runtime, claims: ConfirmClaims) -> int:
                 contact = await _visitor_contact(session, claims.visitor_id)
                 if contact is None:  # confirmed before writing: the visitor's own contact
                     contact = await resolve_contact(
-                        session, "webchat", Sender(external_id=claims.visitor_id), now
+                        session,
+                        "webchat",
+                        Sender(external_id=claims.visitor_id),
+                        now,
+                        erasure_key=rt.settings.erasure_hmac_key(),
                     )
                 if confirmed_address(contact, claims.visitor_id) != claims.email:
                     attrs = dict(contact.attributes or {})

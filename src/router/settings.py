@@ -20,7 +20,17 @@ class Settings(BaseSettings):
     telegram_webhook_secret: SecretStr | None = None
     telegram_api_base: str | None = None
 
-    webhook_secret: SecretStr | None = None  # HMAC key for email and generic call webhooks
+    webhook_secret: SecretStr | None = None  # the shared secret the keys below derive from
+    # One key per use; unset, each is HMAC(WEBHOOK_SECRET, "careline <use> v1"), so a leak
+    # of one (the app back-end holds the callback key) forges none of the others.
+    inbound_webhook_secret: SecretStr | None = None  # X-Careline-Signature on email/calls
+    app_callback_secret: SecretStr | None = None  # signs pushes to APP_CALLBACK_URL
+    telegram_link_secret: SecretStr | None = None  # checks /start deep-link tokens
+    # X-Careline-Signature is t=<unix>,v1=<hex>; a timestamp further than this is a replay.
+    signature_tolerance_s: int = 300
+    # Transition: also accept body-only `sha256=` signed with WEBHOOK_SECRET (and link tokens
+    # minted with it), with a deprecation warning each time. Turn off once senders moved.
+    signature_legacy: bool = True
     smtp_url: SecretStr | None = None
     email_from: str | None = None
     imap_url: SecretStr | None = None

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     email_store_dir: str = "./var/attachments"
     email_max_bytes: int = 10_000_000
     imap_poll_s: float = 60.0
+    # Whose Authentication-Results to believe (the provider's authserv-id, "mx.google.com").
+    # A sender is authentic on DMARC pass, or DKIM/SPF pass aligned with the From domain;
+    # other mail is shown as unverified and never threads by From alone. False trusts From:
+    # alone, for a provider that adds no such header (anyone can then write as a patient).
+    email_authserv_ids: list[str] = []
+    email_require_authentication: bool = True
     imap_idle_s: float = 300.0
 
     # Web chat: the token key (unset: derived from WEBHOOK_SECRET; neither: random per process,

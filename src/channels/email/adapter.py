@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from channels.base import DeliveryError
 from channels.email import compose, tokens
+from channels.email.auth import UNVERIFIED
 from channels.email.compose import FileAttachment, SmtpConfig
 from channels.email.parse import valid_address
 from channels.email.store import AttachmentStore
@@ -128,7 +129,9 @@ class EmailChannel:
         return tuple(files), text
 
     async def send(self, msg: OutboundMessage) -> DeliveryResult:
-        to = valid_address(msg.recipient)
+        # "unverified:<address>": a sender whose From: was not authenticated; an agent's
+        # reply still goes to that address (its owner, whoever wrote).
+        to = valid_address(msg.recipient.removeprefix(UNVERIFIED))
         if to is None:
             raise DeliveryError("the recipient is not a valid email address", retryable=False)
         if msg.kind == "page":

@@ -73,6 +73,8 @@ class ParsedEmail:
     bounce: Bounce | None = None
     headers: dict[str, str] = field(default_factory=dict)
     defects: int = 0
+    # Every Authentication-Results value, topmost first (read by `channels.email.auth`).
+    auth_results: tuple[str, ...] = ()
 
     @property
     def thread_ids(self) -> tuple[str, ...]:
@@ -588,6 +590,9 @@ def parse_email(raw: bytes, *, own_addresses: frozenset[str] = frozenset()) -> P
         bounce=bounce,
         headers=headers,
         defects=len(msg.defects) + (1 if walker.truncated else 0),
+        auth_results=tuple(
+            clean(" ".join(v.split()), 2000) for v in _raw_headers(msg, "Authentication-Results")
+        )[:20],
     )
 
 

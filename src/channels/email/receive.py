@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.email import tokens
+from channels.email.auth import UNVERIFIED, sender_authenticated
 from channels.email.normalise import attachment_ref, to_inbound
 from channels.email.parse import ParsedEmail, parse_email, valid_address
 from channels.email.store import AttachmentStore
@@ -76,12 +77,14 @@ async def receive(
     raw_ref = refs[0] if refs else None
     atts = tuple(attachment_ref(p, r) for p, r in zip(parsed.attachments, refs[1:], strict=False))
 
+    verdict = sender_authenticated(rt.settings, parsed.auth_results, parsed.from_addr)
     msg = to_inbound(
         parsed,
         received_at=rt.now(),
-        thread_refs=await thread_refs(session, parsed),
+        thread_refs=await thread_refs(session, parsed, authentic=verdict.authenticated),
         attachments=atts,
         raw_ref=raw_ref,
+        verdict=verdict,
     )
     res = await ingest(session, rt, msg)
     log.info(
@@ -120,26 +123,37 @@ async def contact_ids(session: AsyncSession, address: str) -> list[int]:
     return out
 
 
-async def thread_refs(session: AsyncSession, parsed: ParsedEmail) -> tuple[str, ...]:
-    owners = await contact_ids(session, parsed.from_addr)
+async def thread_refs(
+    session: AsyncSession, parsed: ParsedEmail, *, authentic: bool = True
+) -> tuple[str, ...]:
+    """Unauthenticated mail threads only by a reference to one of *our* Message-IDs (keyed
+    with an HMAC tag, so only those we mailed hold them), never by the guessable token or
+    by the sender's own (public) Message-IDs."""
+    addresses = [parsed.from_addr]
+    if not authentic:
+        addresses.append(UNVERIFIED + parsed.from_addr)
+    owners = [c for a in addresses for c in await contact_ids(session, a)]
     if not owners:
         return ()  # a new sender has no thread to join
     refs = parsed.thread_ids
     if refs:
-        known = set(
-            await session.scalars(
-                select(Message.external_id)
-                .join(Conversation, Conversation.id == Message.conversation_id)
-                .where(
-                    Message.channel == "email",
-                    Message.external_id.in_(refs),
-                    Conversation.contact_id.in_(owners),
-                )
+        query = (
+            select(Message.external_id)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(
+                Message.channel == "email",
+                Message.external_id.in_(refs),
+                Conversation.contact_id.in_(owners),
             )
         )
+        if not authentic:
+            query = query.where(Message.direction == "out")
+        known = set(await session.scalars(query))
         owned = tuple(r for r in refs if r in known)
         if owned:
             return owned
+    if not authentic:
+        return ()
     for conv_id in tokens.conversation_ids(parsed.recipients, parsed.subject):
         anchor = await session.scalar(
             select(Message.external_id)

@@ -28,6 +28,7 @@ DEFAULT_TOLERANCE_S = 300
 INBOUND_LABEL = "careline inbound webhook v1"
 CALLBACK_LABEL = "careline app callback v1"
 LINK_LABEL = "careline telegram link v1"
+BOUNCE_LABEL = "careline email bounce v1"
 _V1 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -68,6 +69,14 @@ def callback_key(settings: Any) -> str | None:
 def link_key(settings: Any) -> str | None:
     """Checks Telegram deep-link tokens minted by the app back-end."""
     return _key(settings, "telegram_link_secret", LINK_LABEL)
+
+
+def bounce_key(settings: Any) -> bytes | None:
+    """Tags our e-mail return paths (VERP), so only a real bounce can fail a message."""
+    base: SecretStr | None = getattr(settings, "webhook_secret", None)
+    if base is None or not base.get_secret_value():
+        return None  # no stable key: no return path is signed and no bounce is believed
+    return derive_key(base.get_secret_value(), BOUNCE_LABEL).encode()
 
 
 def legacy_secret(settings: Any) -> str | None:

@@ -23,6 +23,7 @@ from typing import Literal
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from channels import signing
 from channels.email import tokens
 from channels.email.auth import UNVERIFIED, sender_authenticated
 from channels.email.normalise import attachment_ref, to_inbound
@@ -175,20 +176,23 @@ async def thread_refs(
 async def _machine_mail(session: AsyncSession, rt: Runtime, parsed: ParsedEmail) -> Outcome:
     reason = f"{parsed.auto}: {parsed.auto_reason}"
     if parsed.auto == "bounce" and parsed.bounce is not None:
-        ours = list(
-            await session.scalars(
+        # Only at a signed return path (VERP): the Message-IDs a DSN names are no secret, so
+        # a forged "bounce" naming one must not mark a patient's address unreachable.
+        mid = tokens.bounced_message_id(parsed.recipients, signing.bounce_key(rt.settings))
+        ours = (
+            await session.scalar(
                 select(Message).where(
-                    Message.channel == "email",
-                    Message.direction == "out",
-                    Message.external_id.in_(parsed.bounce.original_ids or ("",)),
+                    Message.id == mid, Message.channel == "email", Message.direction == "out"
                 )
             )
+            if mid is not None
+            else None
         )
-        for message in ours:
-            await _record_bounce(session, message, parsed)
-        if ours:
-            return Outcome("ignored", reason, ours[0].conversation_id, ours[0].id)
-        return Outcome("ignored", reason)
+        if ours is None:
+            log.info("bounce not at a signed return path: ignored", extra={"channel": "email"})
+            return Outcome("ignored", reason)
+        await _record_bounce(session, ours, parsed)
+        return Outcome("ignored", reason, ours.conversation_id, ours.id)
     if parsed.auto == "auto_reply":
         refs = await thread_refs(session, parsed)
         if refs:

@@ -107,10 +107,12 @@ class EmailChannel:
             return ThreadContext(subject=conv_subject)
         meta = last.channel_meta or {}
         refs = tuple(str(r) for r in meta.get("references") or ())
+        # A mail whose Message-ID another mail had is stored as `<id>#<hash>`; reply to <id>.
+        their_id = str(meta.get("message_id") or last.external_id)
         return ThreadContext(
             subject=conv_subject,
-            in_reply_to=last.external_id,
-            references=compose.references_chain(refs, last.external_id),
+            in_reply_to=their_id,
+            references=compose.references_chain(refs, their_id),
         )
 
     async def _files(self, msg: OutboundMessage) -> tuple[tuple[FileAttachment, ...], str]:

@@ -36,6 +36,8 @@ def to_inbound(
     attachments: tuple[AttachmentRef, ...],
     raw_ref: str | None,
     verdict: Verdict | None = None,
+    external_id: str | None = None,
+    message_id_reused: bool = False,
 ) -> InboundMessage:
     """Unauthenticated mail (`verdict` not authenticated) is from "unverified:<address>": an
     identity of its own that owns nothing and merges with nobody, threaded only by
@@ -53,6 +55,12 @@ def to_inbound(
         meta["full_text"] = parsed.text_full[:MAX_FULL_TEXT]
     if verdict is not None and verdict.method:
         meta["sender_auth"] = verdict.method  # dmarc | dkim | spf | from (not required)
+    if parsed.content_hash:
+        meta["content_hash"] = parsed.content_hash
+    if message_id_reused:
+        # Another mail already had this Message-ID: kept apart, flagged for agents.
+        meta["message_id_reused"] = True
+        meta["message_id"] = parsed.message_id
     if parsed.message_id_derived:
         meta["message_id_derived"] = True
     if parsed.html_only:
@@ -61,7 +69,7 @@ def to_inbound(
         meta["defects"] = parsed.defects
     return InboundMessage(
         channel="email",
-        external_id=parsed.message_id,
+        external_id=external_id or parsed.message_id,
         sender=Sender(
             external_id=parsed.from_addr if authentic else UNVERIFIED + parsed.from_addr,
             name=parsed.from_name,

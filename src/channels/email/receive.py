@@ -16,6 +16,7 @@ auto-reply is recorded as an event on the thread it answers, a loop is dropped.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -67,10 +68,9 @@ async def receive(
         log.info("email ignored", extra={"channel": "email", "auto": parsed.auto})
         return outcome
 
+    external_id, reused = await dedup_key(session, parsed)
     existing = await session.scalar(
-        select(Message.id).where(
-            Message.channel == "email", Message.external_id == parsed.message_id
-        )
+        select(Message.id).where(Message.channel == "email", Message.external_id == external_id)
     )
     refs: list[str] = []
     if existing is None:  # a redelivery stores nothing again (ingest answers "duplicate")
@@ -86,6 +86,8 @@ async def receive(
         attachments=atts,
         raw_ref=raw_ref,
         verdict=verdict,
+        external_id=external_id,
+        message_id_reused=reused,
     )
     res = await ingest(session, rt, msg)
     log.info(
@@ -102,6 +104,29 @@ async def receive(
         conversation_id=res.conversation_id,
         message_id=res.message_id,
     )
+
+
+async def dedup_key(session: AsyncSession, parsed: ParsedEmail) -> tuple[str, bool]:
+    """The message's `external_id`, and whether its Message-ID was already another mail's.
+
+    A Message-ID is only the sender's claim: other senders (or a broken client) reuse one.
+    The same sender and the same content is a redelivery (the Message-ID itself, which
+    ingest answers "duplicate"); anything else is a different mail, kept under
+    `<Message-ID>#<hash of sender and content>` (so its own redelivery is a no-op too).
+    """
+    prior = await session.scalar(
+        select(Message).where(Message.channel == "email", Message.external_id == parsed.message_id)
+    )
+    if prior is None:
+        return parsed.message_id, False
+    meta = prior.channel_meta or {}
+    sender = str(meta.get(flows.SENDER, "")).removeprefix(UNVERIFIED)
+    # Stored before content hashes existed: the sender alone decides, as it did.
+    same_content = meta.get("content_hash") in (None, parsed.content_hash)
+    if prior.direction == "in" and sender == parsed.from_addr and same_content:
+        return parsed.message_id, False
+    digest = hashlib.sha256(f"{parsed.from_addr}\x00{parsed.content_hash}".encode()).hexdigest()
+    return f"{parsed.message_id}#{digest[:16]}", True
 
 
 async def contact_ids(session: AsyncSession, address: str) -> list[int]:

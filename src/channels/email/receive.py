@@ -219,7 +219,8 @@ async def _machine_mail(session: AsyncSession, rt: Runtime, parsed: ParsedEmail)
         await _record_bounce(session, ours, parsed)
         return Outcome("ignored", reason, ours.conversation_id, ours.id)
     if parsed.auto == "auto_reply":
-        refs = await thread_refs(session, parsed)
+        verdict = sender_authenticated(rt.settings, parsed.auth_results, parsed.from_addr)
+        refs = await thread_refs(session, parsed, authentic=verdict.authenticated)
         if refs:
             conv_id = await session.scalar(
                 select(Message.conversation_id)

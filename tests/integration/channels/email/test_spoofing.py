@@ -123,3 +123,19 @@ async def test_aligned_dkim_or_spf_authenticates_and_the_check_can_be_turned_off
     email_rt.settings = email_rt.settings.model_copy(update={"email_require_authentication": False})
     r = await post_mail(email_client, mail(message_id="<m4@correo.example>", auth=None))
     assert r.json()["conversation_id"] == patient["conversation_id"]
+
+
+async def test_a_forged_auto_reply_records_nothing_on_the_patients_thread(
+    email_rt: Runtime, email_client: httpx.AsyncClient
+) -> None:
+    await post_mail(email_client, mail())
+    auto = mail(
+        message_id="<ooo@evil.example>",
+        subject="Automatic reply: Consulta",
+        in_reply_to="<m1@correo.example>",
+        headers={"Auto-Submitted": "auto-replied"},
+        auth=None,
+    )
+    r = await post_mail(email_client, auto)
+    assert r.json()["status"] == "ignored"
+    assert r.json()["conversation_id"] is None

@@ -14,13 +14,14 @@ def build_registry(
     *,
     app_callback_url: str | None,
     webhook_secret: str | None,
+    legacy_secret: str | None = None,
     telegram_bot_token: str | None = None,
     telegram_api_base: str | None = None,
     webchat: WebchatConfig | None = None,
 ) -> dict[str, ChannelAdapter]:
     """Adapters for the channels that are configured; a missing one dead-letters its replies."""
     registry: dict[str, ChannelAdapter] = {
-        "app": AppChannel(app_callback_url, webhook_secret),
+        "app": AppChannel(app_callback_url, webhook_secret, legacy_secret=legacy_secret),
         "webchat": WebchatChannel(webchat or WebchatConfig()),
     }
     if telegram_bot_token:

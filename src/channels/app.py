@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import ClassVar
 
@@ -15,7 +16,8 @@ import httpx
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from channels.base import DeliveryError
-from channels.signing import hmac_sha256_header
+from channels.signing import hmac_sha256_header, timestamped_header
+from models.base import utcnow
 from models.messages import (
     ChannelName,
     DeliveryResult,
@@ -83,7 +85,14 @@ def normalise(payload: AppInbound, *, now: datetime, phone: str | None) -> Inbou
 
 
 def sign(secret: str, body: bytes) -> str:
+    """The deprecated body-only form (sent only while SIGNATURE_LEGACY is on)."""
     return hmac_sha256_header(secret, body)
+
+
+def sign_v1(secret: str, body: bytes, *, t: int) -> str:
+    """`t=<unix>,v1=<hex>` over `"{t}.{body}"` with the callback key: check the HMAC and
+    refuse a `t` more than 5 minutes away, and a captured callback cannot be replayed."""
+    return timestamped_header(secret, body, t=t)
 
 
 # httpx's timeout bounds each step (connect, every single read), not the call: a back-end
@@ -103,9 +112,13 @@ class AppChannel:
         client: httpx.AsyncClient | None = None,
         *,
         deadline_s: float = CALLBACK_DEADLINE_S,
+        legacy_secret: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._url = callback_url
-        self._secret = secret
+        self._secret = secret  # the callback key (not WEBHOOK_SECRET itself)
+        self._legacy = legacy_secret  # WEBHOOK_SECRET during the transition, else None
+        self.clock = clock
         self._client = client or httpx.AsyncClient(timeout=10)
         self.deadline_s = deadline_s
 
@@ -123,7 +136,10 @@ class AppChannel:
         ).encode()
         headers = {"Content-Type": "application/json"}
         if self._secret:
-            headers["X-Careline-Signature"] = sign(self._secret, body)
+            t = int(self.clock().timestamp())
+            headers["X-Careline-Signature-V1"] = sign_v1(self._secret, body, t=t)
+        if self._legacy:
+            headers["X-Careline-Signature"] = sign(self._legacy, body)
         try:
             async with asyncio.timeout(self.deadline_s):
                 resp = await self._client.post(self._url, content=body, headers=headers)

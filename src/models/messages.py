@@ -168,6 +168,9 @@ class InboundMessage(BaseModel):
     # External ids of earlier messages this one answers (email In-Reply-To/References):
     # threading looks them up before falling back to the contact's open conversation.
     thread_refs: tuple[str, ...] = ()
+    # True: thread by `thread_refs` or open a new conversation, never join the sender's open
+    # one (mail whose From: is not authenticated: anyone can write that address).
+    thread_refs_only: bool = False
     subject: str | None = None
     channel_meta: dict[str, Any] = Field(default_factory=dict)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from channels import build_registry
+from channels import build_registry, signing
 from channels.email.adapter import EmailChannel
 from channels.webchat import WebchatConfig
 from models import Queue
@@ -17,13 +17,13 @@ from router.settings import Settings
 
 def build_runtime(settings: Settings) -> Runtime:
     policy = load_policy(settings.policy)
-    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     tg_token = (
         settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else None
     )
     channels = build_registry(
         app_callback_url=settings.app_callback_url,
-        webhook_secret=secret,
+        webhook_secret=signing.callback_key(settings),
+        legacy_secret=signing.legacy_secret(settings),
         telegram_bot_token=tg_token,
         telegram_api_base=settings.telegram_api_base,
         webchat=WebchatConfig.from_settings(settings),

@@ -43,7 +43,8 @@ async def resolve_contact(
     kind = IDENTITY_KIND[channel]
     # A call's identity is a verified phone only when it is a parsed E.164 number: a caller
     # id that does not parse ("raw:…") or a withheld one is remembered, never verified.
-    own_verified = kind == "email" or (
+    # An e-mail whose From: was not authenticated arrives as "unverified:<address>".
+    own_verified = (kind == "email" and not sender.external_id.startswith("unverified:")) or (
         kind == "phone" and sender.phone_verified and sender.phone == sender.external_id
     )
     keys: list[tuple[str, str, bool]] = [(kind, sender.external_id, own_verified)]

@@ -143,6 +143,9 @@ async def _resolve_conversation(
                 await _reopen(session, conv, now)
                 return conv, "reopened"
 
+    if msg.thread_refs_only:
+        return await _new_conversation(session, contact, msg, now), "new"
+
     # One look-up for both: the contact's live conversation if any (the newest), else the
     # last one resolved within the reopen window.
     live = Conversation.status.in_(("open", "pending"))
@@ -170,7 +173,12 @@ async def _resolve_conversation(
     if conv is not None:
         await _reopen(session, conv, now)
         return conv, "reopened"
+    return await _new_conversation(session, contact, msg, now), "new"
 
+
+async def _new_conversation(
+    session: AsyncSession, contact: Contact, msg: InboundMessage, now: datetime
+) -> Conversation:
     conv = Conversation(
         contact_id=contact.id,
         channel=msg.channel,
@@ -183,7 +191,7 @@ async def _resolve_conversation(
     )
     session.add(conv)
     await session.flush()
-    return conv, "new"
+    return conv
 
 
 def _within(conv: Conversation, now: datetime, window: timedelta) -> bool:

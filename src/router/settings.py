@@ -22,7 +22,17 @@ class Settings(BaseSettings):
     telegram_webhook_secret: SecretStr | None = None
     telegram_api_base: str | None = None
 
-    webhook_secret: SecretStr | None = None  # HMAC key for email and generic call webhooks
+    webhook_secret: SecretStr | None = None  # the shared secret the keys below derive from
+    # One key per use; unset, each is HMAC(WEBHOOK_SECRET, "careline <use> v1"), so a leak
+    # of one (the app back-end holds the callback key) forges none of the others.
+    inbound_webhook_secret: SecretStr | None = None  # X-Careline-Signature on email/calls
+    app_callback_secret: SecretStr | None = None  # signs pushes to APP_CALLBACK_URL
+    telegram_link_secret: SecretStr | None = None  # checks /start deep-link tokens
+    # X-Careline-Signature is t=<unix>,v1=<hex>; a timestamp further than this is a replay.
+    signature_tolerance_s: int = 300
+    # Transition: also accept body-only `sha256=` signed with WEBHOOK_SECRET (and link tokens
+    # minted with it), with a deprecation warning each time. Turn off once senders moved.
+    signature_legacy: bool = True
     smtp_url: SecretStr | None = None
     email_from: str | None = None
     imap_url: SecretStr | None = None
@@ -32,6 +42,12 @@ class Settings(BaseSettings):
     email_store_dir: str = "./var/attachments"
     email_max_bytes: int = 10_000_000
     imap_poll_s: float = 60.0
+    # Whose Authentication-Results to believe (the provider's authserv-id, "mx.google.com").
+    # A sender is authentic on DMARC pass, or DKIM/SPF pass aligned with the From domain;
+    # other mail is shown as unverified and never threads by From alone. False trusts From:
+    # alone, for a provider that adds no such header (anyone can then write as a patient).
+    email_authserv_ids: list[str] = []
+    email_require_authentication: bool = True
     imap_idle_s: float = 300.0
 
     # Web chat: the token key (unset: derived from WEBHOOK_SECRET; neither: random per process,

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from channels.calls import generic, twilio
 from channels.calls.common import PhoneNormaliser
 from channels.phones import e164
-from channels.signing import configured, verify_careline_signature
+from channels.signing import configured, verify_request
 from router import ingest
 from router.api.deps import RuntimeDep, SessionDep
 from router.errors import InvalidInput, PayloadTooLarge, RouterError
@@ -103,9 +103,9 @@ async def generic_call_log(
     request: Request, rt: RuntimeDep, session: SessionDep
 ) -> CallStored | BatchResult:
     """One generic call record or a batch (JSON array), signed with `X-Careline-Signature`."""
-    secret = configured(rt.settings.webhook_secret, "calls")
     body = await request.body()  # size: BodyLimitMiddleware
-    verify_careline_signature(secret, body, request.headers.get("x-careline-signature"))
+    sig = request.headers.get("x-careline-signature")
+    verify_request(rt.settings, "calls", body, sig, rt.now().timestamp())
     try:
         payload: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -19,8 +19,10 @@ from typing import Any, ClassVar
 import aiosmtplib
 from sqlalchemy import select
 
+from channels import signing
 from channels.base import DeliveryError
 from channels.email import compose, tokens
+from channels.email.auth import UNVERIFIED
 from channels.email.compose import FileAttachment, SmtpConfig
 from channels.email.parse import valid_address
 from channels.email.store import AttachmentStore
@@ -51,11 +53,15 @@ class EmailChannel:
         store: AttachmentStore,
         clock: Callable[[], datetime] = utcnow,
         id_key: bytes | None = None,
+        bounce_key: bytes | None = None,
     ) -> None:
         self.smtp = smtp
         # Keys our Message-IDs. From WEBHOOK_SECRET so every instance and restart derives the
         # same id for a message; without it, per process (ids then repeat only within one).
         self.id_key = id_key or secrets.token_bytes(32)
+        # Signs the return path of each reply (VERP); None: the plain address, and bounces
+        # are never believed (no stable key to check them with).
+        self.bounce_key = bounce_key
         self.email_from = email_from
         self.from_addr = tokens.address_of(email_from)[1]
         self.db = db
@@ -76,6 +82,7 @@ class EmailChannel:
             id_key=b"message-id:" + settings.webhook_secret.get_secret_value().encode()
             if settings.webhook_secret
             else None,
+            bounce_key=signing.bounce_key(settings),
         )
 
     async def thread_context(self, conversation_id: int) -> ThreadContext:
@@ -100,10 +107,12 @@ class EmailChannel:
             return ThreadContext(subject=conv_subject)
         meta = last.channel_meta or {}
         refs = tuple(str(r) for r in meta.get("references") or ())
+        # A mail whose Message-ID another mail had is stored as `<id>#<hash>`; reply to <id>.
+        their_id = str(meta.get("message_id") or last.external_id)
         return ThreadContext(
             subject=conv_subject,
-            in_reply_to=last.external_id,
-            references=compose.references_chain(refs, last.external_id),
+            in_reply_to=their_id,
+            references=compose.references_chain(refs, their_id),
         )
 
     async def _files(self, msg: OutboundMessage) -> tuple[tuple[FileAttachment, ...], str]:
@@ -128,7 +137,9 @@ class EmailChannel:
         return tuple(files), text
 
     async def send(self, msg: OutboundMessage) -> DeliveryResult:
-        to = valid_address(msg.recipient)
+        # "unverified:<address>": a sender whose From: was not authenticated; an agent's
+        # reply still goes to that address (its owner, whoever wrote).
+        to = valid_address(msg.recipient.removeprefix(UNVERIFIED))
         if to is None:
             raise DeliveryError("the recipient is not a valid email address", retryable=False)
         if msg.kind == "page":
@@ -151,7 +162,12 @@ class EmailChannel:
             automatic=msg.kind in ("ack", "crisis_ack", "emergency_ack"),
             attachments=files,
         )
-        await self.submit(mail, to)
+        sender = (
+            tokens.bounce_address(self.from_addr, msg.message_id, self.bounce_key)
+            if self.bounce_key
+            else None
+        )
+        await self.submit(mail, to, sender=sender)
         return DeliveryResult(status="sent", external_id=message_id)
 
     async def _send_page(self, msg: OutboundMessage, to: str) -> DeliveryResult:
@@ -170,12 +186,12 @@ class EmailChannel:
         await self.submit(mail, to)
         return DeliveryResult(status="sent", external_id=message_id)
 
-    async def submit(self, mail: Any, to: str) -> None:
+    async def submit(self, mail: Any, to: str, *, sender: str | None = None) -> None:
         cfg = self.smtp
         try:
             await aiosmtplib.send(
                 mail,
-                sender=self.from_addr,
+                sender=sender or self.from_addr,
                 recipients=[to],
                 hostname=cfg.hostname,
                 port=cfg.port,

@@ -73,6 +73,11 @@ class ParsedEmail:
     bounce: Bounce | None = None
     headers: dict[str, str] = field(default_factory=dict)
     defects: int = 0
+    # What the mail says (sender, date, subject, text, attachments): equal for a redelivery,
+    # different for another mail reusing the Message-ID.
+    content_hash: str = ""
+    # Every Authentication-Results value, topmost first (read by `channels.email.auth`).
+    auth_results: tuple[str, ...] = ()
 
     @property
     def thread_ids(self) -> tuple[str, ...]:
@@ -217,7 +222,10 @@ def valid_address(raw: str | None) -> str | None:
     if not candidate or len(candidate) > 320:
         return None
     try:
-        info = validate_email(candidate, check_deliverability=False, allow_smtputf8=True)
+        # globally_deliverable=False: a clinic's intranet mail (`nurse@intranet`) is mail too.
+        info = validate_email(
+            candidate, check_deliverability=False, allow_smtputf8=True, globally_deliverable=False
+        )
     except (EmailNotValidError, ValueError, UnicodeError):
         return None
     return info.normalized.lower()
@@ -502,29 +510,22 @@ def parse_email(raw: bytes, *, own_addresses: frozenset[str] = frozenset()) -> P
     """Parse one raw message. Raises `EmailRejected` only when there is nobody to answer."""
     if not raw.strip():
         raise EmailRejected("the body is empty")
-    try:
-        msg = BytesParser(policy=policy.default).parsebytes(raw)
-    except Exception as exc:  # the parser is lenient; guard against its own bugs
-        raise EmailRejected("the message could not be parsed as RFC 5322") from exc
-    assert isinstance(msg, EmailMessage)
+    msg = _parse_bytes(raw)
+    found = _sender(msg)
+    if found is None:
+        # A junk line before the headers (a client's or gateway's banner) makes the parser
+        # read everything as body: skip a few leading lines that are not headers and retry.
+        trimmed = _skip_junk_lines(raw)
+        if trimmed is not None:
+            retry = _parse_bytes(trimmed)
+            if (found := _sender(retry)) is not None:
+                msg = retry
     if not any(True for _ in msg.raw_items()):
         raise EmailRejected("the message has no headers")
-
-    hint = _body_charset(msg)
-    senders = (
-        _addresses(msg, "From", hint=hint)
-        or _addresses(msg, "Sender", hint=hint)
-        or _addresses(msg, "Reply-To", hint=hint)
-    )
-    from_addr: str | None = None
-    from_name: str | None = None
-    for name, addr in senders:
-        from_addr = valid_address(addr)
-        if from_addr:
-            from_name = name.strip() or None
-            break
-    if from_addr is None:
+    if found is None:
         raise EmailRejected("the message has no valid sender address (From)")
+    from_addr, from_name = found
+    hint = _body_charset(msg)
 
     subject = _header(msg, "Subject", hint)
     walker = _Walker()
@@ -588,7 +589,53 @@ def parse_email(raw: bytes, *, own_addresses: frozenset[str] = frozenset()) -> P
         bounce=bounce,
         headers=headers,
         defects=len(msg.defects) + (1 if walker.truncated else 0),
+        content_hash=content_digest(from_addr, date, subject, text_full, walker.parts),
+        auth_results=tuple(
+            clean(" ".join(v.split()), 2000) for v in _raw_headers(msg, "Authentication-Results")
+        )[:20],
     )
+
+
+def _parse_bytes(raw: bytes) -> EmailMessage:
+    try:
+        msg = BytesParser(policy=policy.default).parsebytes(raw)
+    except Exception as exc:  # the parser is lenient; guard against its own bugs
+        raise EmailRejected("the message could not be parsed as RFC 5322") from exc
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+_HEADER_LINE = re.compile(rb"^[!-9;-~]{1,76}:")
+_ADDR_SPEC = re.compile(r"[^\s<>\"(),;:@\[\]]+@[^\s<>\"(),;:@\[\]]+")
+MAX_JUNK_LINES = 3
+
+
+def _skip_junk_lines(raw: bytes) -> bytes | None:
+    lines = raw.split(b"\n", MAX_JUNK_LINES + 1)
+    for i in range(1, min(MAX_JUNK_LINES, len(lines) - 1) + 1):
+        if _HEADER_LINE.match(lines[i]):
+            return b"\n".join(lines[i:])
+    return None
+
+
+def _sender(msg: Message) -> tuple[str, str | None] | None:
+    """(address, display name) from From, else Sender, else Reply-To. Leniently: a client
+    shows `From: Test test@example.com` (no angle brackets) as a sender, so do we."""
+    hint = _body_charset(msg)
+    for header in ("From", "Sender", "Reply-To"):
+        pairs = _addresses(msg, header, hint=hint)
+        for name, addr in pairs:
+            valid = valid_address(addr)
+            if valid:
+                return valid, name.strip() or None
+        for name, addr in pairs:
+            text = " ".join(p for p in (name, addr) if p)
+            for m in _ADDR_SPEC.finditer(text):
+                valid = valid_address(m[0])
+                if valid:
+                    rest = " ".join((text[: m.start()] + text[m.end() :]).split())
+                    return valid, clean(rest.strip(" <>\"'")) or None
+    return None
 
 
 def _body_charset(msg: Message) -> str | None:
@@ -626,9 +673,19 @@ def derive_message_id(
 ) -> str:
     """A stable id for mail without a Message-ID: the same message delivered twice (even
     with different Received headers) derives the same id, so de-dup still works."""
+    return f"{content_digest(from_addr, date, subject, text, parts)[:40]}@{DERIVED_DOMAIN}"
+
+
+def content_digest(
+    from_addr: str,
+    date: datetime | None,
+    subject: str | None,
+    text: str,
+    parts: tuple[Part, ...] | list[Part],
+) -> str:
     h = hashlib.sha256()
     for piece in (from_addr, date.isoformat() if date else "", subject or "", text):
         h.update(piece.encode("utf-8", "replace") + b"\x00")
     for p in parts:
         h.update(hashlib.sha256(p.data).digest())
-    return f"{h.hexdigest()[:40]}@{DERIVED_DOMAIN}"
+    return h.hexdigest()

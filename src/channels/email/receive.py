@@ -16,6 +16,7 @@ auto-reply is recorded as an event on the thread it answers, a loop is dropped.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -23,7 +24,9 @@ from typing import Literal
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from channels import signing
 from channels.email import tokens
+from channels.email.auth import UNVERIFIED, sender_authenticated
 from channels.email.normalise import attachment_ref, to_inbound
 from channels.email.parse import ParsedEmail, parse_email, valid_address
 from channels.email.store import AttachmentStore
@@ -65,10 +68,9 @@ async def receive(
         log.info("email ignored", extra={"channel": "email", "auto": parsed.auto})
         return outcome
 
+    external_id, reused = await dedup_key(session, parsed)
     existing = await session.scalar(
-        select(Message.id).where(
-            Message.channel == "email", Message.external_id == parsed.message_id
-        )
+        select(Message.id).where(Message.channel == "email", Message.external_id == external_id)
     )
     refs: list[str] = []
     if existing is None:  # a redelivery stores nothing again (ingest answers "duplicate")
@@ -76,12 +78,16 @@ async def receive(
     raw_ref = refs[0] if refs else None
     atts = tuple(attachment_ref(p, r) for p, r in zip(parsed.attachments, refs[1:], strict=False))
 
+    verdict = sender_authenticated(rt.settings, parsed.auth_results, parsed.from_addr)
     msg = to_inbound(
         parsed,
         received_at=rt.now(),
-        thread_refs=await thread_refs(session, parsed),
+        thread_refs=await thread_refs(session, parsed, authentic=verdict.authenticated),
         attachments=atts,
         raw_ref=raw_ref,
+        verdict=verdict,
+        external_id=external_id,
+        message_id_reused=reused,
     )
     res = await ingest(session, rt, msg)
     log.info(
@@ -98,6 +104,29 @@ async def receive(
         conversation_id=res.conversation_id,
         message_id=res.message_id,
     )
+
+
+async def dedup_key(session: AsyncSession, parsed: ParsedEmail) -> tuple[str, bool]:
+    """The message's `external_id`, and whether its Message-ID was already another mail's.
+
+    A Message-ID is only the sender's claim: other senders (or a broken client) reuse one.
+    The same sender and the same content is a redelivery (the Message-ID itself, which
+    ingest answers "duplicate"); anything else is a different mail, kept under
+    `<Message-ID>#<hash of sender and content>` (so its own redelivery is a no-op too).
+    """
+    prior = await session.scalar(
+        select(Message).where(Message.channel == "email", Message.external_id == parsed.message_id)
+    )
+    if prior is None:
+        return parsed.message_id, False
+    meta = prior.channel_meta or {}
+    sender = str(meta.get(flows.SENDER, "")).removeprefix(UNVERIFIED)
+    # Stored before content hashes existed: the sender alone decides, as it did.
+    same_content = meta.get("content_hash") in (None, parsed.content_hash)
+    if prior.direction == "in" and sender == parsed.from_addr and same_content:
+        return parsed.message_id, False
+    digest = hashlib.sha256(f"{parsed.from_addr}\x00{parsed.content_hash}".encode()).hexdigest()
+    return f"{parsed.message_id}#{digest[:16]}", True
 
 
 async def contact_ids(session: AsyncSession, address: str) -> list[int]:
@@ -120,26 +149,37 @@ async def contact_ids(session: AsyncSession, address: str) -> list[int]:
     return out
 
 
-async def thread_refs(session: AsyncSession, parsed: ParsedEmail) -> tuple[str, ...]:
-    owners = await contact_ids(session, parsed.from_addr)
+async def thread_refs(
+    session: AsyncSession, parsed: ParsedEmail, *, authentic: bool = True
+) -> tuple[str, ...]:
+    """Unauthenticated mail threads only by a reference to one of *our* Message-IDs (keyed
+    with an HMAC tag, so only those we mailed hold them), never by the guessable token or
+    by the sender's own (public) Message-IDs."""
+    addresses = [parsed.from_addr]
+    if not authentic:
+        addresses.append(UNVERIFIED + parsed.from_addr)
+    owners = [c for a in addresses for c in await contact_ids(session, a)]
     if not owners:
         return ()  # a new sender has no thread to join
     refs = parsed.thread_ids
     if refs:
-        known = set(
-            await session.scalars(
-                select(Message.external_id)
-                .join(Conversation, Conversation.id == Message.conversation_id)
-                .where(
-                    Message.channel == "email",
-                    Message.external_id.in_(refs),
-                    Conversation.contact_id.in_(owners),
-                )
+        query = (
+            select(Message.external_id)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(
+                Message.channel == "email",
+                Message.external_id.in_(refs),
+                Conversation.contact_id.in_(owners),
             )
         )
+        if not authentic:
+            query = query.where(Message.direction == "out")
+        known = set(await session.scalars(query))
         owned = tuple(r for r in refs if r in known)
         if owned:
             return owned
+    if not authentic:
+        return ()
     for conv_id in tokens.conversation_ids(parsed.recipients, parsed.subject):
         anchor = await session.scalar(
             select(Message.external_id)
@@ -161,22 +201,26 @@ async def thread_refs(session: AsyncSession, parsed: ParsedEmail) -> tuple[str, 
 async def _machine_mail(session: AsyncSession, rt: Runtime, parsed: ParsedEmail) -> Outcome:
     reason = f"{parsed.auto}: {parsed.auto_reason}"
     if parsed.auto == "bounce" and parsed.bounce is not None:
-        ours = list(
-            await session.scalars(
+        # Only at a signed return path (VERP): the Message-IDs a DSN names are no secret, so
+        # a forged "bounce" naming one must not mark a patient's address unreachable.
+        mid = tokens.bounced_message_id(parsed.recipients, signing.bounce_key(rt.settings))
+        ours = (
+            await session.scalar(
                 select(Message).where(
-                    Message.channel == "email",
-                    Message.direction == "out",
-                    Message.external_id.in_(parsed.bounce.original_ids or ("",)),
+                    Message.id == mid, Message.channel == "email", Message.direction == "out"
                 )
             )
+            if mid is not None
+            else None
         )
-        for message in ours:
-            await _record_bounce(session, message, parsed)
-        if ours:
-            return Outcome("ignored", reason, ours[0].conversation_id, ours[0].id)
-        return Outcome("ignored", reason)
+        if ours is None:
+            log.info("bounce not at a signed return path: ignored", extra={"channel": "email"})
+            return Outcome("ignored", reason)
+        await _record_bounce(session, ours, parsed)
+        return Outcome("ignored", reason, ours.conversation_id, ours.id)
     if parsed.auto == "auto_reply":
-        refs = await thread_refs(session, parsed)
+        verdict = sender_authenticated(rt.settings, parsed.auth_results, parsed.from_addr)
+        refs = await thread_refs(session, parsed, authentic=verdict.authenticated)
         if refs:
             conv_id = await session.scalar(
                 select(Message.conversation_id)

@@ -5,6 +5,8 @@ of the sender's own contact (checked by the caller), so guessing one gains nothi
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from email.utils import formataddr, getaddresses
 
@@ -53,3 +55,32 @@ def reply_subject(subject: str | None, conversation_id: int, fallback: str = "Yo
     base = SUBJECT_TOKEN.sub("", subject or "")
     base = " ".join(_PREFIX.sub("", base).split()) or fallback
     return f"Re: {base} [#{token(conversation_id)}]"
+
+
+# VERP: our replies go out with the envelope sender (Return-Path) `local+b<id>-<tag>@domain`,
+# the tag an HMAC of the outbound message's id. A bounce is believed only when it arrives at
+# such an address with a valid tag: a Message-ID is no secret (a forged DSN can name ours),
+# but the return path of one mail is known only to the servers that carried it.
+_BOUNCE = re.compile(r"^[^@+]+\+b(\d{1,18})-([0-9a-f]{20})@", re.IGNORECASE)
+
+
+def _bounce_tag(key: bytes, message_id: int) -> str:
+    return hmac.new(key, f"bounce:{message_id}".encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def bounce_address(from_addr: str, message_id: int, key: bytes) -> str:
+    """The envelope sender for our outbound message `message_id`."""
+    local, _, domain = from_addr.rpartition("@")
+    local = local.split("+", 1)[0]
+    return f"{local}+b{message_id}-{_bounce_tag(key, message_id)}@{domain}"
+
+
+def bounced_message_id(recipients: tuple[str, ...], key: bytes | None) -> int | None:
+    """Our outbound message id from a valid signed return path among `recipients`."""
+    if not key:
+        return None
+    for addr in recipients:
+        m = _BOUNCE.match(addr)
+        if m and hmac.compare_digest(m[2].lower(), _bounce_tag(key, int(m[1]))):
+            return int(m[1])
+    return None

@@ -16,9 +16,9 @@ from pydantic import BaseModel
 
 from channels.email.receive import receive
 from channels.email.store import AttachmentStore
-from channels.signing import configured, verify_careline_signature
+from channels.signing import inbound_key, verify_request
 from router.api.deps import RuntimeDep, SessionDep
-from router.errors import InvalidInput, RouterError
+from router.errors import InvalidInput, NotFound, RouterError
 
 api_router = APIRouter(prefix="/webhooks", tags=["email channel"])
 
@@ -43,13 +43,15 @@ def max_bytes(settings: object) -> int:
 
 
 async def signed_body(request: Request, rt: RuntimeDep) -> bytes:
-    secret = configured(rt.settings.webhook_secret, "email")
+    if inbound_key(rt.settings) is None:
+        raise NotFound("the email webhook is not configured")
     ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if ctype and ctype not in _ACCEPTED_TYPES:
         raise UnsupportedMediaType("send the raw message as Content-Type: message/rfc822")
     # Size: BodyLimitMiddleware refuses a body over EMAIL_MAX_BYTES before it is read.
     body = await request.body()
-    verify_careline_signature(secret, body, request.headers.get("x-careline-signature"))
+    sig = request.headers.get("x-careline-signature")
+    verify_request(rt.settings, "email", body, sig, rt.now().timestamp())
     if not body.strip():
         raise InvalidInput("the body is empty")
     return body

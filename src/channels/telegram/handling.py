@@ -17,6 +17,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.base import DeliveryError
+from channels.signing import legacy_secret, link_key
 from channels.telegram.adapter import TelegramChannel, parse_markup
 from channels.telegram.link import verify_link_token
 from channels.telegram.normalise import (
@@ -197,11 +198,10 @@ async def _start(session: AsyncSession, rt: Runtime, action: Start) -> Handled:
         session, "telegram", action.sender, now, erasure_key=rt.settings.erasure_hmac_key()
     )
     if action.payload:
-        secret = rt.settings.webhook_secret
-        app_id = (
-            verify_link_token(secret.get_secret_value(), action.payload, now=now)
-            if secret is not None
-            else None
+        # The link key; during the transition also tokens minted with WEBHOOK_SECRET itself.
+        keys = [k for k in (link_key(rt.settings), legacy_secret(rt.settings)) if k]
+        app_id = next(
+            (a for k in keys if (a := verify_link_token(k, action.payload, now=now))), None
         )
         if app_id is None:
             log.info("telegram deep link rejected", extra={"update_id": action.update_id})

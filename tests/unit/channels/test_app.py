@@ -74,3 +74,37 @@ def test_signature_is_hmac_sha256_hex() -> None:
     assert sign("key", b"body") == (
         "sha256=515aae133b435d4000956731f68ae5cf5eb85d4f0dc6a546d2bfcd3595ec1ae1"
     )
+
+
+async def test_callbacks_carry_a_signed_timestamp_with_the_callback_key() -> None:
+    import hmac as hmac_mod
+    from datetime import UTC, datetime
+    from hashlib import sha256
+
+    import httpx
+
+    from channels.app import AppChannel
+    from models.messages import OutboundMessage
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    channel = AppChannel(
+        "https://app.example/cb",
+        "callback-key",
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+        clock=lambda: now,
+    )
+    out = OutboundMessage(
+        channel="app", conversation_id=1, message_id=2, recipient="u1", text="hola"
+    )
+    await channel.send(out)
+    req = seen[0]
+    t = int(now.timestamp())
+    mac = hmac_mod.new(b"callback-key", f"{t}.".encode() + req.content, sha256).hexdigest()
+    assert req.headers["X-Careline-Signature-V1"] == f"t={t},v1={mac}"
+    assert "X-Careline-Signature" not in req.headers  # no legacy secret: no body-only form

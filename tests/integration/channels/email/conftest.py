@@ -79,6 +79,7 @@ def email_rt(rt: Runtime, tmp_path: Path, smtp_server: tuple[Recorder, int]) -> 
             # Proposed settings (not in Settings yet); read with getattr by the channel.
             "email_store_dir": str(tmp_path / "attachments"),
             "email_max_bytes": 2_000_000,
+            "email_authserv_ids": ["mx.clinica.example"],
         }
     )
     adapter = EmailChannel.from_settings(rt.settings, rt.db)

@@ -3,6 +3,7 @@ machine mail, and the acknowledgement going out over real SMTP with threading he
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import httpx
@@ -96,7 +97,8 @@ async def test_stores_acks_over_smtp_and_threads_reply(
     assert await OutboxWorker(email_rt).run_once() == 1
     assert len(recorder.messages) == 1
     mail_from, rcpts, sent = recorder.messages[0]
-    assert mail_from == "ayuda@clinica.example"
+    # The return path is signed for this message (VERP), so only a real bounce fails it.
+    assert re.fullmatch(r"ayuda\+b\d+-[0-9a-f]{20}@clinica\.example", mail_from)
     assert rcpts == ["ana.ruiz@correo.example"]
     cid = first["conversation_id"]
     assert sent["In-Reply-To"] == "<m1@correo.example>"
@@ -208,13 +210,16 @@ async def test_loop_from_our_own_address_is_dropped(
 
 
 async def test_bounce_marks_our_message_failed_and_address_unreachable(
-    email_rt: Runtime, email_client: httpx.AsyncClient
+    email_rt: Runtime, email_client: httpx.AsyncClient, smtp_server: tuple[Recorder, int]
 ) -> None:
+    recorder, _ = smtp_server
     first = (await post_mail(email_client, mail())).json()
     await OutboxWorker(email_rt).run_once()
     out = [m for m in await messages(email_rt) if m.direction == "out"][0]
     dsn = (DATA / "nodemailer" / "delivery-status.eml").read_bytes()
     dsn = dsn.replace(b"<xxxxx@email.amazonses.com>", f"<{out.external_id}>".encode())
+    # The DSN comes back to the return path our reply was sent with.
+    dsn = dsn.replace(b"xxxxx@gmail.com", recorder.messages[0][0].encode())
     r = await post_mail(email_client, dsn)
     assert r.json()["status"] == "ignored"
     assert r.json()["conversation_id"] == first["conversation_id"]
@@ -292,3 +297,34 @@ async def test_token_beats_the_contacts_latest_open_conversation(
     assert (await post_mail(email_client, plain)).json()["conversation_id"] == b_id
     tokened = mail(message_id="<m5@correo.example>", subject=f"Re: x [#c{a.id}]")
     assert (await post_mail(email_client, tokened)).json()["conversation_id"] == a.id
+
+
+async def test_a_forged_bounce_never_marks_the_patient_unreachable(
+    email_rt: Runtime, email_client: httpx.AsyncClient, smtp_server: tuple[Recorder, int]
+) -> None:
+    recorder, _ = smtp_server
+    await post_mail(email_client, mail())
+    await OutboxWorker(email_rt).run_once()
+    out = [m for m in await messages(email_rt) if m.direction == "out"][0]
+    verp = recorder.messages[0][0]
+    dsn = (DATA / "nodemailer" / "delivery-status.eml").read_bytes()
+    dsn = dsn.replace(b"<xxxxx@email.amazonses.com>", f"<{out.external_id}>".encode())
+    local, _, domain = verp.partition("@")
+    mid, _, tag = local.partition("+b")[2].partition("-")
+    forged_paths = [
+        b"ayuda@clinica.example",  # names our Message-ID, but at the plain address
+        f"ayuda+b{mid}-{'0' * len(tag)}@{domain}".encode(),  # a guessed tag
+        f"ayuda+b{int(mid) + 1}-{tag}@{domain}".encode(),  # a real tag, another message
+    ]
+    for path in forged_paths:
+        r = await post_mail(email_client, dsn.replace(b"xxxxx@gmail.com", path))
+        assert r.json()["status"] == "ignored"
+    async with email_rt.db.session() as s:
+        msg = await s.get(Message, out.id)
+        assert msg is not None
+        assert msg.delivery_status == "sent"
+        assert "bounce" not in msg.channel_meta
+        ident = await s.scalar(select(ContactIdentity).where(ContactIdentity.kind == "email"))
+        assert ident is not None
+        assert not ident.unreachable
+        assert "message.bounced" not in set(await s.scalars(select(Event.type)))

@@ -377,6 +377,8 @@ class Load:
             f"Subject: Consulta {k % 97}\r\n"
             f"Date: {formatdate(usegmt=True)}\r\n"
             f"Message-ID: <{self.run_id}.{k}@bench.example>\r\n"
+            # The provider's verdict (the bench instances trust mx.careline.bench).
+            "Authentication-Results: mx.careline.bench; dmarc=pass header.from=bench.example\r\n"
             "MIME-Version: 1.0\r\n"
             "Content-Type: text/plain; charset=utf-8\r\n"
             "Content-Transfer-Encoding: 8bit\r\n"

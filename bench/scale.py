@@ -338,6 +338,7 @@ class Bench:
             "CARELINE_TELEGRAM_API_BASE": f"http://127.0.0.1:{self.tg_port}",
             "CARELINE_SMTP_URL": f"smtp://127.0.0.1:{self.smtp_port}?starttls=never&timeout=10",
             "CARELINE_EMAIL_FROM": "Careline Bench <ayuda@careline.bench>",
+            "CARELINE_EMAIL_AUTHSERV_IDS": '["mx.careline.bench"]',
             "CARELINE_EMAIL_STORE_DIR": str(self.tmp / "attachments"),
         }
 

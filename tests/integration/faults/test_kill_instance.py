@@ -50,6 +50,7 @@ from tests.support.telegram_server import FakeBotAPI
 
 ADMIN_TOKEN = "kill-test-admin-token-0123456789"
 WEBHOOK_SECRET = "kill-test-webhook-secret-0123456789"
+AUTHSERV = "mx.clinica.example"
 TG_SECRET = "kill-test-telegram-secret"
 TG_TOKEN = "123456:kill-test-bot-token"
 TWILIO_TOKEN = "kill-test-twilio-auth-token"
@@ -213,6 +214,8 @@ async def email_sender(load: Load, i: int, n: int) -> None:
         mail["Subject"] = f"Consulta {i}"
         mail["Date"] = format_datetime(datetime.now(UTC))
         mail["Message-ID"] = f"<kill-{i}-{j}@correo.example>"
+        # The provider's verdict: only authenticated mail threads by its sender.
+        mail["Authentication-Results"] = f"{AUTHSERV}; dmarc=pass header.from=correo.example"
         mail.set_content(load.text(i, j))
         raw = mail.as_bytes()
         r, via = await load.cluster.post(
@@ -429,6 +432,7 @@ async def test_kill_one_of_two_instances_mid_load(pg_admin_url: str, tmp_path: P
             "CARELINE_TELEGRAM_WEBHOOK_SECRET": TG_SECRET,
             "CARELINE_TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
             "CARELINE_EMAIL_FROM": EMAIL_FROM,
+            "CARELINE_EMAIL_AUTHSERV_IDS": f'["{AUTHSERV}"]',
             "CARELINE_EMAIL_STORE_DIR": str(tmp_path / "attachments"),
             "CARELINE_RATE_LIMIT_API_PER_MIN": "0",
             "CARELINE_RATE_LIMIT_WEBHOOKS_PER_MIN": "0",

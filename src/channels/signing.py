@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from router.errors import NotFound, Unauthorized
 
 log = logging.getLogger(__name__)
+_legacy_warned = False  # the deprecation is logged once per process
 
 DEFAULT_TOLERANCE_S = 300
 INBOUND_LABEL = "careline inbound webhook v1"
@@ -117,10 +118,13 @@ def verify_careline_signature(
         expected = hmac_sha256_header(legacy_secret, body)
         if not hmac.compare_digest(expected.encode(), value.lower().encode()):
             raise Unauthorized("bad X-Careline-Signature")
-        log.warning(
-            "deprecated body-only X-Careline-Signature accepted (replayable); sign "
-            "t=<unix>,v1=<hex> and set CARELINE_SIGNATURE_LEGACY=false"
-        )
+        global _legacy_warned
+        if not _legacy_warned:  # once per process: a warning per request floods the log
+            _legacy_warned = True
+            log.warning(
+                "deprecated body-only X-Careline-Signature accepted (replayable); sign "
+                "t=<unix>,v1=<hex> and set CARELINE_SIGNATURE_LEGACY=false"
+            )
         return
     fields: dict[str, list[str]] = {}
     for item in value.split(","):

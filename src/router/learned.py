@@ -14,7 +14,7 @@ import json
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -27,7 +27,9 @@ __all__ = [
     "CrisisModel",
     "default_clinical_model",
     "default_crisis_model",
+    "ngram_counts",
     "prepare",
+    "warm_up",
 ]
 
 NGRAMS = (2, 5)
@@ -39,6 +41,23 @@ _WORDS = re.compile(r"\S+")
 def prepare(text: str) -> str:
     """The text as the model reads it: routing's normalisation, bounded, spaces collapsed."""
     return _SPACES.sub(" ", normalise(text[:MAX_MODEL_CHARS]))
+
+
+_WORD_GRAMS: dict[str, tuple[str, ...]] = {}
+
+
+def ngram_counts(text: str) -> Counter[str]:
+    """Character n-gram counts of ``text`` as the models read it (the same for both models,
+    so routing counts once). Per-word n-grams are cached: words repeat; the cache is bounded."""
+    grams: Counter[str] = Counter()
+    for word in _WORDS.findall(prepare(text)):
+        cached = _WORD_GRAMS.get(word)
+        if cached is None:
+            if len(_WORD_GRAMS) >= 65536:
+                _WORD_GRAMS.clear()  # a flood of new words cannot grow it
+            cached = _WORD_GRAMS[word] = tuple(_word_grams(word[:64]))
+        grams.update(cached)
+    return grams
 
 
 def _word_grams(word: str) -> list[str]:
@@ -60,17 +79,6 @@ class CrisisModel:
     features: dict[str, tuple[float, float]]  # n-gram -> (idf, weight)
     intercept: float
     threshold: float
-    _known: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
-
-    def _grams(self, word: str) -> tuple[str, ...]:
-        # The word's n-grams the model knows, cached: words repeat, and most n-grams are unknown.
-        known = self._known.get(word)
-        if known is None:
-            if len(self._known) >= 65536:
-                self._known.clear()  # bounded under a flood of new words
-            known = tuple(g for g in _word_grams(word[:64]) if g in self.features)
-            self._known[word] = known
-        return known
 
     @classmethod
     def load(cls, path: Path | None = None, name: str = "crisis") -> CrisisModel:
@@ -86,12 +94,11 @@ class CrisisModel:
         feats = {g: (float(v[0]), float(v[1])) for g, v in data["features"].items()}
         return cls(feats, float(data["intercept"]), float(data["threshold"]))
 
-    def probability(self, text: str) -> float:
-        """Probability that ``text`` is a crisis, as the trained model computes it."""
+    def probability(self, text: str | Counter[str]) -> float:
+        """Probability the trained model gives ``text``, or its :func:`ngram_counts` (which
+        both models can share)."""
+        grams = ngram_counts(text) if isinstance(text, str) else text
         values: list[tuple[float, float]] = []
-        grams: Counter[str] = Counter()
-        for word in _WORDS.findall(prepare(text)):
-            grams.update(self._grams(word))
         for gram, count in grams.items():
             known = self.features.get(gram)
             if known is not None:
@@ -112,3 +119,12 @@ def default_crisis_model() -> CrisisModel:
 def default_clinical_model() -> CrisisModel:
     """The packaged clinical model ("needs a clinician" vs the front desk), loaded once."""
     return CrisisModel.load(name="clinical")
+
+
+def warm_up() -> None:
+    """Load both models and the warning-sign model now (start-up), not on a first message."""
+    from router.signs import default_model
+
+    default_crisis_model()
+    default_clinical_model()
+    default_model()

@@ -14,6 +14,7 @@ Order of evaluation, see also the comments of ``default_policy.toml``:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time
@@ -21,7 +22,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from router.language import detect_language
-from router.learned import default_clinical_model, default_crisis_model
+from router.learned import default_clinical_model, default_crisis_model, ngram_counts
 from router.policy import PRIORITY_RANK, Policy, Rule
 from router.signs import cap_text
 from router.sla import BusinessCalendar
@@ -145,9 +146,12 @@ def route(
         tags.append(sign.category)
         reasons.append(sign.reason())
     # 1c. The learned layer, only where nothing above saw a crisis (its reason says so).
+    # Both learned layers read the same character n-grams: counted once, on first need.
+    grams: Counter[str] | None = None
     if not crisis and policy.crisis.learned_model:
         model = default_crisis_model()
-        p = model.probability(text)
+        grams = ngram_counts(text)
+        p = model.probability(grams)
         if p >= model.threshold:
             crisis = True
             tags.append("learned")
@@ -195,7 +199,7 @@ def route(
     # 2c. A message no rule placed: the learned "needs a clinician" layer decides, when sure.
     if queue is None and policy.clinical.learned_model:
         model = default_clinical_model()
-        p = model.probability(text)
+        p = model.probability(grams if grams is not None else ngram_counts(text))
         if p >= model.threshold:
             queue = policy.clinical.queue or policy.crisis.queue
             tags.extend(policy.clinical.tags)

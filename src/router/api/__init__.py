@@ -17,7 +17,7 @@ from channels.email.imap import run_imap
 from channels.telegram import webhook as telegram_webhook
 from channels.webchat import routes as webchat_routes
 from channels.webchat.fallback import run_fallback
-from router import __version__, callbacks, language, notify
+from router import __version__, callbacks, language, learned, notify
 from router.api import problems
 from router.api.limits import BodyLimitMiddleware
 from router.api.routes import agents, contacts, conversations, events, health, inbound, queues
@@ -49,8 +49,10 @@ def create_app(
         rt = runtime or build_runtime(settings or get_settings())
         app.state.runtime = rt
         await sync_queues(rt)
-        # Load the language models now (about 2 s) rather than on the first customer message.
+        # Load the language and crisis models now (about 2 s) rather than on the first
+        # customer message (which may be the crisis).
         await asyncio.to_thread(language.warm_up)
+        await asyncio.to_thread(learned.warm_up)
         # Start-up leaves ~300k long-lived objects (routes, policy, models, SQLAlchemy's
         # caches). Frozen, the collector stops re-scanning them: a full collection took
         # ~160 ms (a p99 ack stall) and now scans only what requests create.

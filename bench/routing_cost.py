@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 from routing_eval import NOW, load_samples
 
-from router.language import warm_up
-from router.learned import default_crisis_model
-from router.policy import load_policy
-from router.rules import ContactSnapshot, ConversationSnapshot, MessageSnapshot, route
+from router.decide.language import warm_up
+from router.decide.learned import default_crisis_model
+from router.decide.policy import load_policy
+from router.decide.rules import ContactSnapshot, ConversationSnapshot, MessageSnapshot, route
 
 ROUNDS = 5
 
@@ -50,8 +50,10 @@ def main() -> None:
     mean_chars = sum(map(len, texts)) / len(texts)
     print(f"{len(texts)} corpus messages, mean {mean_chars:.0f} characters")
     print("| step | ms per message |\n|---|---:|")
-    print(f"| warning signs (router.signs) | {per_call_ms(signs.find, texts):.3f} |")
-    print(f"| learned layer (router.learned) | {per_call_ms(model.probability, texts):.3f} |")
+    print(f"| warning signs (router.decide.signs) | {per_call_ms(signs.find, texts):.3f} |")
+    print(
+        f"| learned layer (router.decide.learned) | {per_call_ms(model.probability, texts):.3f} |"
+    )
     print(f"| whole route() | {per_call_ms(decide, texts):.3f} |")
     print()
     print("| hostile input | characters | route() ms |\n|---|---:|---:|")

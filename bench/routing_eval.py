@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from router.policy import Policy, load_policy
-from router.rules import ContactSnapshot, ConversationSnapshot, MessageSnapshot, route
+from router.decide.policy import Policy, load_policy
+from router.decide.rules import ContactSnapshot, ConversationSnapshot, MessageSnapshot, route
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "routing"
 SPLITS = ("tuning", "heldout")

@@ -2,7 +2,7 @@
 
     python bench/train_crisis_model.py
 
-writes src/router/sign_data/{crisis,clinical}_model.json.gz.
+writes src/router/decide/sign_data/{crisis,clinical}_model.json.gz.
 
 Two binary models of the same kind: ``crisis`` (crisis vs everything else) and ``clinical``
 (anything for a clinician: crisis, urgent medical, clinical; vs the front desk and idioms).
@@ -10,7 +10,7 @@ Two binary models of the same kind: ``crisis`` (crisis vs everything else) and `
 A logistic regression over character n-grams (scikit-learn's TF-IDF, ``char_wb`` 2-5, sublinear
 tf): it reads spelling, not words, so it carries over to typos and inflections the concept
 lists lack. It is trained here, at build time, on the project's own corpus; the service only
-reads the exported weights with a few lines of pure Python (``router.learned``), so neither
+reads the exported weights with a few lines of pure Python (``router.decide.learned``), so neither
 scikit-learn nor any model hub is needed at run time. The held-out split is never read.
 
 Thresholds are chosen by 5-fold cross-validation on the tuning split: for ``crisis`` the lowest
@@ -32,10 +32,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from router.learned import NGRAMS, CrisisModel, prepare
+from router.decide.learned import NGRAMS, CrisisModel, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "src" / "router" / "sign_data"
+DATA = ROOT / "src" / "router" / "decide" / "sign_data"
 MAX_FEATURES = 20_000
 C = 4.0
 MAX_FALSE_ALARMS = 0.01

@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from models import Base
 from models.schemas import AgentCreate
-from router import agents
 from router.api import create_app
 from router.bootstrap import sync_queues
 from router.db import Database
-from router.policy import load_policy
+from router.decide.policy import load_policy
+from router.flows import agents
 from router.runtime import Runtime
 from router.settings import Settings
 from tests.support.fakes import FakeChannel, FakeClock

@@ -8,7 +8,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, IdMixin, Json, TimestampMixin, UtcDateTime
 
-ROLES = ("agent_l1", "agent_l2", "supervisor", "admin", "integration")
 PRESENCES = ("online", "away", "offline")
 
 

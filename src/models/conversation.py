@@ -7,9 +7,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, IdMixin, Json, TimestampMixin, UtcDateTime
 
-STATUSES = ("open", "pending", "resolved", "closed")
-PRIORITIES = ("low", "normal", "high", "urgent")
-
 
 class Conversation(IdMixin, TimestampMixin, Base):
     __tablename__ = "conversations"

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ChannelName = Literal["telegram", "webchat", "email", "calls", "app"]
-CHANNELS: tuple[ChannelName, ...] = ("telegram", "webchat", "email", "calls", "app")
+from models.vocab import ChannelName
 
 # Which identity kind a channel's sender id is: calls are known by their phone number.
 IDENTITY_KIND: dict[str, str] = {
@@ -128,6 +127,66 @@ class AttachmentRef(BaseModel):
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
+CallStatus = Literal["answered", "missed", "busy", "failed", "voicemail"]
+CallDirection = Literal["inbound", "outbound"]
+
+
+class CallLog(BaseModel):
+    """The typed part of a call log: what the router reads of a call (callback requests,
+    routing on call status, the timeline). Stored in the message's `channel_meta` under the
+    same keys as before (`to_meta`), so the schema and the API stay as they were."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: CallStatus
+    direction: CallDirection
+    provider: str
+    call_id: str
+    from_: str | None = None
+    to: str | None = None
+    customer_phone: str | None = None  # E.164, when the customer can be rung back
+    duration_s: int | None = None
+    agent: str | None = None
+    started_at: str | None = None  # ISO 8601, as the provider reported it
+    transcript: str | None = None  # an answered call's transcript: kept, never routed
+
+    # The stored keys, in the order the timeline shows them.
+    _KEYS: ClassVar[dict[str, str]] = {"status": "call_status", "from_": "from"}
+
+    def to_meta(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name == "transcript" and value is None:
+                continue
+            out[self._KEYS.get(name, name)] = value
+        return out
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any] | None) -> CallLog | None:
+        """The call log stored in a message's `channel_meta`, or None if it holds none."""
+        meta = meta or {}
+        if meta.get("call_status") not in get_args(CallStatus):
+            return None
+        if meta.get("direction") not in get_args(CallDirection):
+            return None
+        fields = {name: meta.get(cls._KEYS.get(name, name)) for name in cls.model_fields}
+        try:
+            return cls.model_validate(
+                {k: (str(v) if k in ("provider", "call_id") else v) for k, v in fields.items()}
+            )
+        except ValueError:
+            return None
+
+    def details(self) -> dict[str, object]:
+        """The timeline's view (the message read's `call`): the set fields only."""
+        shown: tuple[str, ...] = ("status", "direction", "duration_s", "agent", "provider")
+        shown += ("call_id", "started_at", "transcript", "from_", "to")
+        return {
+            self._KEYS.get(k, k): getattr(self, k) for k in shown if getattr(self, k) is not None
+        }
+
+
 class InboundMessage(BaseModel):
     """One customer message (or call log), normalised from any channel."""
 
@@ -162,6 +221,9 @@ class InboundMessage(BaseModel):
     sender: Sender
     text: str = ""
     kind: Literal["text", "call"] = "text"
+    # "out": an outbound call an agent (or the PBX) logged; everything else is the customer's.
+    direction: Literal["in", "out"] = "in"
+    call: CallLog | None = None  # set on call logs (kind "call"), by the calls channel
     attachments: tuple[AttachmentRef, ...] = ()
     received_at: AwareDatetime
     sent_at: AwareDatetime | None = None

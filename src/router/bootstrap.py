@@ -2,37 +2,37 @@
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Sequence
+
 from sqlalchemy import select
 
-from channels import build_registry, signing
-from channels.email.adapter import EmailChannel
-from channels.webchat import WebchatConfig
+from channels.base import ChannelAdapter, ChannelPlugin
 from models import Queue
-from router import flows
 from router.db import Database
-from router.policy import load_policy
+from router.decide.policy import load_policy
+from router.repo.queues import forget_queues
 from router.runtime import Runtime
 from router.settings import Settings
 
 
-def build_runtime(settings: Settings) -> Runtime:
+def load_plugins(settings: Settings) -> Sequence[ChannelPlugin]:
+    """The channel plug-ins of `settings.channels` (a module with `PLUGINS`)."""
+    module = importlib.import_module(settings.channels)
+    plugins: Sequence[ChannelPlugin] = module.PLUGINS
+    return plugins
+
+
+def build_runtime(settings: Settings, plugins: Sequence[ChannelPlugin] | None = None) -> Runtime:
+    plugins = load_plugins(settings) if plugins is None else plugins
     policy = load_policy(settings.policy)
-    tg_token = (
-        settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else None
-    )
-    channels = build_registry(
-        app_callback_url=settings.app_callback_url,
-        webhook_secret=signing.callback_key(settings),
-        legacy_secret=signing.legacy_secret(settings),
-        telegram_bot_token=tg_token,
-        telegram_api_base=settings.telegram_api_base,
-        webchat=WebchatConfig.from_settings(settings),
-    )
     db = Database(settings.database_url)
-    # The email adapter reads thread headers (In-Reply-To, References) from the database.
-    if (email := EmailChannel.from_settings(settings, db)) is not None:
-        channels["email"] = email
-    return Runtime(settings=settings, db=db, policy=policy, channels=channels)
+    # A channel that is not configured has no adapter: its replies dead-letter.
+    channels: dict[str, ChannelAdapter] = {
+        p.name: a for p in plugins if (a := p.build(settings, db)) is not None
+    }
+    hooks = [p.hooks for p in plugins if p.hooks is not None]
+    return Runtime(settings=settings, db=db, policy=policy, channels=channels, hooks=hooks)
 
 
 async def sync_queues(rt: Runtime) -> None:
@@ -45,4 +45,4 @@ async def sync_queues(rt: Runtime) -> None:
                 session.add(Queue(name=qp.name, title=qp.title, tier=qp.tier, created_at=rt.now()))
             else:
                 row.title, row.tier = qp.title, qp.tier
-    flows.forget_queues(rt.db.engine)
+    forget_queues(rt.db.engine)

@@ -8,6 +8,9 @@ import contextlib
 import sys
 from collections.abc import Sequence
 
+from channels.base import ChannelSetupError
+from models.vocab import ROLES
+from router.bootstrap import load_plugins
 from router.settings import Settings, get_settings
 
 
@@ -59,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_create.add_argument(
         "--role",
         default="agent_l1",
-        choices=["agent_l1", "agent_l2", "supervisor", "admin", "integration"],
+        choices=ROLES,
     )
     p_create.add_argument("--email")
     p_create.add_argument("--tier", type=int, choices=[1, 2])
@@ -67,16 +70,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_create.add_argument("--skills", default="")
     p_create.add_argument("--capacity", type=int, default=5)
 
-    p_tg = sub.add_parser("telegram", help="Telegram channel tools")
-    tg_sub = p_tg.add_subparsers(dest="tg_cmd", required=True)
-    tg_sub.add_parser("poll", help="long-polling mode for development (run `serve` too)")
-    tg_sub.add_parser("set-webhook", help="register PUBLIC_URL/webhooks/telegram with Telegram")
+    # Each channel brings its own tools (`careline telegram poll`), from the registry.
+    settings = get_settings()
+    plugins = {p.name: p for p in load_plugins(settings) if p.commands}
+    for name, plugin in plugins.items():
+        p_ch = sub.add_parser(name, help=f"{name} channel tools")
+        ch_sub = p_ch.add_subparsers(dest="channel_cmd", required=True)
+        for cmd, spec in plugin.commands.items():
+            ch_sub.add_parser(cmd, help=spec.help)
 
     args = parser.parse_args(argv)
-    settings = get_settings()
     if args.cmd in ("serve", "demo", "migrate"):
         # Refuse to start on a bad policy, naming the file, line and key, before touching data.
-        from router.policy import PolicyError, load_policy
+        from router.decide.policy import PolicyError, load_policy
 
         try:
             load_policy(settings.policy)
@@ -125,21 +131,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         agent_id, token = asyncio.run(create_agent(settings, body))
         print(f"agent {agent_id} created ({args.role}). Token (shown once): {token}")
         return 0
-    if args.cmd == "telegram":
-        from channels.telegram.polling import TelegramSetupError, run_polling, set_webhook
+    if args.cmd in plugins:
         from router.logs import configure
 
+        spec = plugins[args.cmd].commands[args.channel_cmd]
         try:
-            if args.tg_cmd == "set-webhook":
-                print(f"Telegram webhook set to {asyncio.run(set_webhook(settings))}")
-                return 0
-            _migrate(settings)
-            configure(settings.log_level)
+            if spec.migrate:
+                _migrate(settings)
+                configure(settings.log_level)
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(run_polling(settings))
+                out = asyncio.run(spec.run(settings))
+                if out:
+                    print(out)
             return 0
-        except TelegramSetupError as exc:
-            print(f"telegram: {exc}", file=sys.stderr)
+        except ChannelSetupError as exc:
+            print(f"{args.cmd}: {exc}", file=sys.stderr)
             return 2
     parser.error("unknown command")
     return 2

@@ -156,7 +156,7 @@ class Database:
                 yield session
                 topics = frozenset(session.info.pop("wake", ()))
                 if topics and self.dialect == "postgresql":
-                    # Delivered at commit, to every instance's listener (router.notify).
+                    # Delivered at commit, to every instance's listener (router.workers.listen).
                     await session.execute(
                         text("SELECT pg_notify('careline', :topics)"),
                         {"topics": ",".join(sorted(topics))},

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from models import Agent, Message
 from models.messages import InboundMessage, Sender
 from models.schemas import AgentCreate
-from router import agents, ingest
 from router.bootstrap import build_runtime, sync_queues
+from router.flows import agents, ingest
 from router.settings import Settings
 
 DEMO_AGENTS = [

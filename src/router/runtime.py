@@ -6,11 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from channels.base import ChannelAdapter
+from channels.base import ChannelAdapter, ConversationHooks
 from models.base import utcnow
+from router.bus import EventBus
 from router.db import Database
-from router.events import EventBus
-from router.policy import Policy
+from router.decide.policy import Policy
 from router.settings import Settings
 
 
@@ -20,6 +20,8 @@ class Runtime:
     db: Database
     policy: Policy
     channels: dict[str, ChannelAdapter]
+    # The registered channels' hooks into the use cases (`channels.base.ConversationHooks`).
+    hooks: list[ConversationHooks] = field(default_factory=list)
     events: EventBus = field(default_factory=EventBus)
     outbox_wake: EventBus = field(default_factory=EventBus)
     sla_wake: EventBus = field(default_factory=EventBus)

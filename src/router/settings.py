@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     policy: str | None = None  # path to a policy TOML; None = the packaged default
     public_url: str = "http://127.0.0.1:8000"
+    # The module that lists the channel plug-ins (`PLUGINS`): the router never imports a
+    # channel by name, so a deployment can add or drop one without touching the router.
+    channels: str = "channels.registry"
 
     telegram_bot_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None

@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 
 from channels.webchat import WebchatChannel, WebchatConfig
 from models import Message
-from router.outbox import OutboxWorker
 from router.runtime import Runtime
+from router.workers.outbox import OutboxWorker
 from tests.conftest import auth, make_agent
 from tests.e2e.conftest import serve_on
 from tests.integration.channels.webchat.conftest import webchat_app

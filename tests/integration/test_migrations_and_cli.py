@@ -97,7 +97,7 @@ def test_cli_migrate_agent_create_and_demo(tmp_path: Path) -> None:
 
 
 def test_serve_refuses_an_invalid_policy_and_names_the_line(tmp_path: Path) -> None:
-    from router.policy import DEFAULT_POLICY_PATH
+    from router.decide.policy import DEFAULT_POLICY_PATH
 
     source = DEFAULT_POLICY_PATH.read_text(encoding="utf-8")
     bad = source.replace('default_queue = "first_line"', 'default_queue = "third_line"', 1)

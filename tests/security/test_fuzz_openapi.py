@@ -28,7 +28,7 @@ from models import Base
 from router.api import create_app
 from router.bootstrap import sync_queues
 from router.db import Database
-from router.policy import load_policy
+from router.decide.policy import load_policy
 from router.runtime import Runtime
 from router.settings import Settings
 from tests.conftest import ADMIN, ADMIN_TOKEN

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Literal
 
-from models.messages import AttachmentRef, Sender
+from models.messages import AttachmentRef, CallStatus, Sender
+from models.messages import CallDirection as Direction
 
-CallStatus = Literal["answered", "missed", "busy", "failed", "voicemail"]
-Direction = Literal["inbound", "outbound"]
+__all__ = ["CallStatus", "Direction", "PhoneNormaliser", "caller", "recording", "to_int"]
 # Turns a raw number into E.164, or None when it does not parse (`channels.phones.e164` with the
 # default region bound): passed in so the parsers stay pure and free of settings.
 PhoneNormaliser = Callable[[str], str | None]

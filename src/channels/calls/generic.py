@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from channels.calls.common import CallStatus, PhoneNormaliser, caller, recording
-from models.messages import InboundMessage
+from models.messages import CallLog, InboundMessage
 from router.errors import InvalidInput
 
 MAX_BATCH = 1000
@@ -67,23 +67,21 @@ def normalise(call: GenericCall, *, now: datetime, e164: PhoneNormaliser) -> Inb
     if phone is None and sender.external_id.startswith("raw:"):
         raise InvalidInput(f"{field}: not a valid phone number")
     is_voicemail = call.status == "voicemail"
-    meta: dict[str, Any] = {
-        "provider": call.provider,
-        "call_id": call.call_id,
-        "call_status": call.status,
-        "direction": call.direction,
-        "from": call.from_,
-        "to": call.to,
-        "customer_phone": phone,
-        "duration_s": call.duration_s,
-        "agent": call.agent,
-        "started_at": call.started_at.isoformat(),
-        "extra": dict(call.model_extra or {}),
-    }
-    if call.transcript and not is_voicemail:
+    log = CallLog(
+        status=call.status,
+        direction=call.direction,
+        provider=call.provider,
+        call_id=call.call_id,
+        from_=call.from_,
+        to=call.to,
+        customer_phone=phone,
+        duration_s=call.duration_s,
+        agent=call.agent,
+        started_at=call.started_at.isoformat(),
         # An answered call's transcript mixes agent and customer: kept for the record, not
         # routed (an agent saying "suicide prevention" must not raise a crisis).
-        meta["transcript"] = call.transcript
+        transcript=call.transcript if call.transcript and not is_voicemail else None,
+    )
     if call.caller_name:
         sender = sender.model_copy(update={"name": call.caller_name})
     return InboundMessage(
@@ -92,7 +90,9 @@ def normalise(call: GenericCall, *, now: datetime, e164: PhoneNormaliser) -> Inb
         sender=sender,
         text=(call.transcript or "").strip() if is_voicemail else "",
         kind="call",
+        direction="out" if call.direction == "outbound" else "in",
+        call=log,
         attachments=recording(call.recording_url),
         received_at=min(call.started_at, now),
-        channel_meta=meta,
+        channel_meta={"extra": dict(call.model_extra or {})},
     )

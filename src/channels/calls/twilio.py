@@ -17,7 +17,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from channels.calls.common import CallStatus, PhoneNormaliser, caller, recording, to_int
-from models.messages import InboundMessage
+from models.messages import CallLog, InboundMessage
 from router.errors import Forbidden, InvalidInput
 
 # Twilio CallStatus → our call_status. "canceled" is a call hung up before anyone answered,
@@ -111,18 +111,20 @@ def normalise(
     raw_from, raw_to = params.get("From", ""), params.get("To", "")
     customer_raw = raw_from if direction == "inbound" else raw_to
     sender, phone = caller(customer_raw, e164, call_key=sid, name=params.get("CallerName") or None)
+    log = CallLog(
+        status=status,
+        direction=direction,
+        provider="twilio",
+        call_id=sid,
+        from_=raw_from,
+        to=raw_to,
+        customer_phone=phone,
+        duration_s=to_int(params.get("CallDuration")),
+    )
+    # What only Twilio reports, kept for the record.
     meta: dict[str, Any] = {
-        "provider": "twilio",
-        "call_id": sid,
-        "call_status": status,
         "provider_status": provider_status or None,
-        "direction": direction,
         "provider_direction": params.get("Direction") or None,
-        "from": raw_from,
-        "to": raw_to,
-        "customer_phone": phone,
-        "duration_s": to_int(params.get("CallDuration")),
-        "agent": None,
         "params": {k: v for k, v in params.items() if k not in _MAPPED},
     }
     if is_voicemail:
@@ -137,6 +139,8 @@ def normalise(
         # Only a voicemail's transcript is the customer's words; it is routed like any text.
         text=(params.get("TranscriptionText") or "").strip() if is_voicemail else "",
         kind="call",
+        direction="out" if direction == "outbound" else "in",
+        call=log,
         attachments=recording(
             params.get("RecordingUrl"),
             sid=params.get("RecordingSid"),

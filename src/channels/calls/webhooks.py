@@ -23,9 +23,9 @@ from channels.calls import generic, twilio
 from channels.calls.common import PhoneNormaliser
 from channels.phones import e164
 from channels.signing import configured, verify_request
-from router import ingest
 from router.api.deps import RuntimeDep, SessionDep
 from router.errors import InvalidInput, PayloadTooLarge, RouterError
+from router.flows import ingest
 from router.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ async def twilio_callback(request: Request, rt: RuntimeDep, session: SessionDep)
         "call log",
         extra={
             "provider": "twilio",
-            "call_status": msg.channel_meta["call_status"],
+            "call_status": msg.call.status if msg.call else None,
             "conversation_id": res.conversation_id,
             "duplicate": res.duplicate,
         },

@@ -25,11 +25,12 @@ from channels.email import compose, tokens
 from channels.email.auth import UNVERIFIED
 from channels.email.compose import FileAttachment, SmtpConfig
 from channels.email.parse import valid_address
-from channels.email.store import AttachmentStore
 from models import Conversation, Message
 from models.base import utcnow
-from models.messages import ChannelName, DeliveryResult, OutboundMessage
+from models.messages import DeliveryResult, OutboundMessage
+from models.vocab import ChannelName
 from router.db import Database
+from router.files import AttachmentStore
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from urllib.parse import unquote, urlsplit
 import aioimaplib  # type: ignore[import-untyped]
 
 from channels.email.receive import receive
-from channels.email.store import AttachmentStore
 from channels.email.webhook import max_bytes
 from router.errors import RouterError
+from router.files import AttachmentStore
 from router.runtime import Runtime
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """One raw email → stored message (or a recorded bounce / dropped auto-reply), inside the
 caller's unit of work. Shared by the webhook and the IMAP poller.
 
-Threading, before `router.ingest` (which then threads by `thread_refs`):
+Threading, before `router.flows.ingest` (which then threads by `thread_refs`):
 1. In-Reply-To / References naming a message of *this sender's* contact (ours or theirs);
 2. else a conversation token (plus-address or subject) naming a conversation of that contact;
 3. else ingest's fallback (the contact's open conversation, reopen window, or a new one).
@@ -29,10 +29,11 @@ from channels.email import tokens
 from channels.email.auth import UNVERIFIED, sender_authenticated
 from channels.email.normalise import attachment_ref, to_inbound
 from channels.email.parse import ParsedEmail, parse_email, valid_address
-from channels.email.store import AttachmentStore
 from models import Contact, ContactIdentity, Conversation, Message
-from router import flows
-from router.ingest import ingest
+from models.vocab import SENDER
+from router.files import AttachmentStore
+from router.flows.ingest import ingest
+from router.repo.events import conv_event
 from router.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ async def dedup_key(session: AsyncSession, parsed: ParsedEmail) -> tuple[str, bo
     if prior is None:
         return parsed.message_id, False
     meta = prior.channel_meta or {}
-    sender = str(meta.get(flows.SENDER, "")).removeprefix(UNVERIFIED)
+    sender = str(meta.get(SENDER, "")).removeprefix(UNVERIFIED)
     # Stored before content hashes existed: the sender alone decides, as it did.
     same_content = meta.get("content_hash") in (None, parsed.content_hash)
     if prior.direction == "in" and sender == parsed.from_addr and same_content:
@@ -229,7 +230,7 @@ async def _machine_mail(session: AsyncSession, rt: Runtime, parsed: ParsedEmail)
             )
             conv = await session.get(Conversation, conv_id) if conv_id is not None else None
             if conv is not None:
-                await flows.conv_event(
+                await conv_event(
                     session,
                     "email.auto_reply",
                     conv,
@@ -266,7 +267,7 @@ async def _record_bounce(session: AsyncSession, message: Message, parsed: Parsed
             )
             .values(unreachable=True)
         )
-    await flows.conv_event(
+    await conv_event(
         session,
         "message.bounced" if failed else "message.delivery_delayed",
         conv,

@@ -15,10 +15,10 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from channels.email.receive import receive
-from channels.email.store import AttachmentStore
 from channels.signing import inbound_key, verify_request
 from router.api.deps import RuntimeDep, SessionDep
 from router.errors import InvalidInput, NotFound, RouterError
+from router.files import AttachmentStore
 
 api_router = APIRouter(prefix="/webhooks", tags=["email channel"])
 

@@ -37,10 +37,11 @@ from aiogram.types import (
 )
 from pydantic import ValidationError
 
-from channels.base import DeliveryError
+from channels.base import DeliveryError, FileUnavailable
 from channels.telegram.normalise import FILE_URL_PREFIX, external_id
 from channels.telegram.split import CAPTION_LIMIT, split_text, utf16_len
-from models.messages import AttachmentRef, ChannelName, DeliveryResult, OutboundMessage
+from models.messages import AttachmentRef, DeliveryResult, OutboundMessage
+from models.vocab import ChannelName
 
 Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | ForceReply
 # Parts of a multi-part reply already delivered, per outbox message: a retry after a 429 in
@@ -55,15 +56,6 @@ class _Step:
     method: Literal["text", "photo", "document"]
     text: str = ""
     media: str = ""
-
-
-class FileUnavailable(Exception):
-    """A Telegram file cannot be fetched now (`retryable`) or at all (gone, too big)."""
-
-    def __init__(self, reason: str, *, retryable: bool) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retryable = retryable
 
 
 def make_bot(token: str, api_base: str | None = None, *, timeout: float = 30.0) -> Bot:
@@ -236,6 +228,12 @@ class TelegramChannel:
             await self.bot.answer_callback_query(callback_id, text=text)
         except AiogramError as exc:
             raise delivery_error(exc) from exc
+
+    def opens(self, url: str) -> bool:
+        return url.startswith(FILE_URL_PREFIX)
+
+    async def open_attachment(self, url: str) -> AsyncIterator[bytes]:
+        return await self.open_file(url.removeprefix(FILE_URL_PREFIX))
 
     async def open_file(self, file_id: str, *, chunk_size: int = 64 * 1024) -> AsyncIterator[bytes]:
         """Stream a file's bytes (getFile, then the file URL). The first chunk is read before

@@ -30,10 +30,14 @@ from channels.telegram.normalise import (
     normalise,
 )
 from models import Contact, ContactIdentity, Conversation, Message
-from router import events, flows
-from router.contacts import merge_contacts, resolve_contact
+from models.vocab import ACTIVE_STATUSES
 from router.errors import Conflict
-from router.ingest import ingest
+from router.flows import route as routing
+from router.flows.contacts import merge_contacts, resolve_contact
+from router.flows.ingest import ingest
+from router.flows.outbound import enqueue_outbound, reply_channel, send_crisis_ack
+from router.repo import events
+from router.repo.events import conv_event
 from router.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -177,18 +181,18 @@ async def _edit(session: AsyncSession, rt: Runtime, action: Edit) -> Handled:
     conv = await session.get(Conversation, msg.conversation_id)
     if conv is None:
         return Handled(action.update_id)
-    await flows.conv_event(
+    await conv_event(
         session, "message.edited", conv, data={"message_id": msg.id, "channel": "telegram"}
     )
-    if conv.status in ("open", "pending"):
+    if conv.status in ACTIVE_STATUSES:
         # An edit can add what routing looks for ("...and I want to end it"): route the new
         # text again; routing only ever raises a conversation, never lowers it.
         contact = await session.get(Contact, conv.contact_id)
         if contact is not None:
             now = rt.now()
-            decision = await flows.route(session, rt, conv, contact, [msg], now)
+            decision = await routing.route(session, rt, conv, contact, [msg], now)
             if decision.crisis:
-                await flows.send_crisis_ack(session, rt, conv, now)
+                await send_crisis_ack(session, rt, conv, now)
     return Handled(action.update_id)
 
 
@@ -276,7 +280,7 @@ async def _rating(session: AsyncSession, rt: Runtime, action: CallbackAnswer) ->
         return Handled(action.update_id, (thanks,), outcome="duplicate")
     conv.csat = action.score
     conv.updated_at = rt.now()
-    await flows.conv_event(
+    await conv_event(
         session,
         "conversation.rated",
         conv,
@@ -294,9 +298,9 @@ async def ask_rating(session: AsyncSession, rt: Runtime, conv: Conversation) -> 
     if "telegram" not in rt.channels or conv.csat is not None:
         return None
     try:
-        if await flows.reply_channel(session, conv) != "telegram":
+        if await reply_channel(session, conv) != "telegram":
             return None
-        msg = await flows.enqueue_outbound(
+        msg = await enqueue_outbound(
             session,
             rt,
             conv,

@@ -13,6 +13,7 @@ from aiogram.exceptions import AiogramError, ClientDecodeError, TelegramAPIError
 from aiogram.types import Update
 from pydantic import ValidationError
 
+from channels.base import ChannelSetupError
 from channels.telegram.adapter import TelegramChannel, make_bot
 from channels.telegram.handling import handle_update, run_effects
 from router.bootstrap import build_runtime, sync_queues
@@ -28,7 +29,7 @@ WEBHOOK_PATH = "/webhooks/telegram"
 _SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
-class TelegramSetupError(Exception):
+class TelegramSetupError(ChannelSetupError):
     """Configuration is missing or Telegram refused it; the message is safe to print."""
 
 

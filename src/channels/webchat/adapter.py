@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 
 from channels.webchat.hub import Hub
 from channels.webchat.tokens import derive_key
-from models.messages import ChannelName, DeliveryResult, OutboundMessage
+from models.messages import DeliveryResult, OutboundMessage
+from models.vocab import ChannelName
 
 log = logging.getLogger(__name__)
 

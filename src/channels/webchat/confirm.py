@@ -38,8 +38,8 @@ from channels.webchat.adapter import WebchatChannel
 from channels.webchat.tokens import VERSION, BadToken, opt_str, sign_body, subkey, verify_body
 from models import Contact, ContactIdentity
 from models.messages import Sender
-from router import events
-from router.contacts import resolve_contact
+from router.flows.contacts import resolve_contact
+from router.repo import events
 from router.runtime import Runtime
 
 log = logging.getLogger(__name__)

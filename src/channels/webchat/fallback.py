@@ -24,9 +24,11 @@ from channels.email.adapter import EmailChannel
 from channels.webchat import confirm
 from channels.webchat.feed import SHOWN
 from models import Contact, ContactIdentity, Conversation, Message
-from router import flows
+from models.vocab import COPY_OF
 from router.db import log_job_failure
 from router.errors import Conflict
+from router.flows.outbound import enqueue_outbound
+from router.repo.access import locked
 from router.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -73,13 +75,13 @@ async def _mail_copy(session: AsyncSession, rt: Runtime, msg: Message, now: date
     if addr is None:
         return "skipped:no_verified_email"
     try:
-        copy = await flows.enqueue_outbound(
+        copy = await enqueue_outbound(
             session, rt, conv, msg.text, kind="text", channel="email", recipient=addr, now=now
         )
     except Conflict:
         return "skipped:unreachable"
     # A copy: the conversation keeps replying on web chat, not on e-mail.
-    copy.channel_meta = {**(copy.channel_meta or {}), flows.COPY_OF: str(msg.id)}
+    copy.channel_meta = {**(copy.channel_meta or {}), COPY_OF: str(msg.id)}
     msg.channel_meta = {**(msg.channel_meta or {}), MAILED_ID: copy.id}
     return "mailed"
 
@@ -109,9 +111,8 @@ async def mail_unseen_replies(rt: Runtime, *, batch: int = BATCH) -> int:
             .order_by(Message.id)
             .limit(batch)
         )
-        if rt.db.dialect == "postgresql":
-            # A socket marking one of these as shown holds its row: skip it, it is seen.
-            stmt = stmt.with_for_update(skip_locked=True)
+        # A socket marking one of these as shown holds its row: skip it, it is seen.
+        stmt = locked(session, stmt, skip_locked=True)
         for msg in list(await session.scalars(stmt)):
             state = await _mail_copy(session, rt, msg, now)
             msg.channel_meta = {**(msg.channel_meta or {}), FALLBACK: state}

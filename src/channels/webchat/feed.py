@@ -18,7 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Agent, Attachment, ContactIdentity, Conversation, Message
-from router import flows, wait
+from router.decide import wait
+from router.flows.outbound import estimate_wait
+from router.repo.access import locked
+from router.repo.queues import queue_of
 from router.runtime import Runtime
 
 PAGE = 200
@@ -122,10 +125,9 @@ async def mark_shown(session: AsyncSession, message_ids: list[int], now: datetim
     if not message_ids:
         return 0
     stmt = select(Message).where(Message.id.in_(message_ids)).order_by(Message.id)
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        # channel_meta is rewritten whole: lock, so the fallback sweep (which skips
-        # locked rows) and we never lose each other's keys.
-        stmt = stmt.with_for_update()
+    # channel_meta is rewritten whole: lock, so the fallback sweep (which skips locked rows)
+    # and we never lose each other's keys.
+    stmt = locked(session, stmt)
     marked = 0
     for msg in await session.scalars(stmt):
         meta = msg.channel_meta or {}
@@ -177,7 +179,7 @@ async def status_frame(session: AsyncSession, rt: Runtime, visitor_id: str) -> d
     if conv is None:
         return {"type": "status", "state": "none", "conversation_id": None}
     frame: dict[str, Any] = {"type": "status", "conversation_id": conv.id}
-    q = await flows.queue_of(session, conv)
+    q = await queue_of(session, conv)
     frame["queue"] = q.name if q else None
     if conv.status in ("resolved", "closed"):
         frame["state"] = "resolved"
@@ -189,9 +191,7 @@ async def status_frame(session: AsyncSession, rt: Runtime, visitor_id: str) -> d
     else:
         frame["state"] = "queued"
         if q is not None:
-            est = await flows.estimate_wait(
-                session, rt, q, conv.priority, rt.now(), exclude_id=conv.id
-            )
+            est = await estimate_wait(session, rt, q, conv.priority, rt.now(), exclude_id=conv.id)
             frame["expected_wait_s"] = est.seconds
             frame["expected_wait_minutes"] = wait.wait_minutes(est)
     return frame

@@ -35,12 +35,14 @@ from channels.webchat.tokens import (
 )
 from models import Conversation
 from models.messages import InboundMessage, Sender, raw_json_too_deep
-from router import flows, service
 from router.api.deps import AgentDep, IdPath, RuntimeDep, SessionDep
 from router.api.problems import problem
 from router.api.transport import abort
 from router.errors import Forbidden, InvalidInput, NotFound, RouterError, Unauthorized
-from router.ingest import ingest
+from router.flows.ingest import ingest
+from router.flows.outbound import recipient_for
+from router.repo import access
+from router.repo.events import conv_event
 from router.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -276,9 +278,9 @@ async def agent_typing(
     """An agent is typing: show it to the visitor's sockets on this instance (ephemeral,
     never stored; the agent's front-end repeats it every few seconds while typing)."""
     channel = webchat_channel(rt)
-    conv = await service.get_conversation(session, p, conversation_id)
+    conv = await access.get_conversation(session, p, conversation_id)
     try:
-        visitor = await flows.recipient_for(session, conv, "webchat")
+        visitor = await recipient_for(session, conv, "webchat")
     except RouterError as exc:
         raise NotFound("this conversation has no web chat visitor") from exc
     sent = await channel.hub.push(visitor, {"type": "typing", "typing": True, "author": "agent"})
@@ -566,7 +568,7 @@ async def _on_read(rt: Runtime, conn: Connection, frame: dict[str, Any], read_up
         conv = await session.get(Conversation, msg.conversation_id)
         if conv is None:
             return read_upto
-        await flows.conv_event(
+        await conv_event(
             session, "message.read", conv, data={"message_id": msg.id, "channel": "webchat"}
         )
     return msg_id

@@ -7,12 +7,12 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from models.vocab import Priority, Role, Status, TextChannel
+
 T = TypeVar("T")
 
-Role = Literal["agent_l1", "agent_l2", "supervisor", "admin", "integration"]
 Presence = Literal["online", "away", "offline"]
-Status = Literal["open", "pending", "resolved", "closed"]
-PriorityName = Literal["low", "normal", "high", "urgent"]
+PriorityName = Priority
 # Ids are 64-bit (BIGINT, SQLite INTEGER): a larger number is a 422 here, not a driver
 # overflow (a 500) at the query.
 MAX_ID = 2**63 - 1
@@ -156,7 +156,7 @@ class ReplyCreate(BaseModel):
     # NULs dropped: PostgreSQL refuses them in text (a 500), and nobody means one.
     text: Annotated[str, BeforeValidator(_no_nul)] = Field(min_length=1, max_length=20_000)
     internal: bool = False
-    channel: Literal["telegram", "webchat", "email", "app"] | None = None
+    channel: TextChannel | None = None
     # Move the replies to another of the contact's identities (its id, from the contact):
     # they never move there on their own. Later replies follow it.
     identity_id: DbId | None = None

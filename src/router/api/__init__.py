@@ -11,26 +11,31 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from channels.calls import webhooks as calls_webhooks
-from channels.email import webhook as email_webhook
-from channels.email.imap import run_imap
-from channels.telegram import webhook as telegram_webhook
-from channels.webchat import routes as webchat_routes
-from channels.webchat.fallback import run_fallback
-from router import __version__, callbacks, language, learned, notify
+from router import __version__
 from router.api import problems
 from router.api.limits import BodyLimitMiddleware
-from router.api.routes import agents, contacts, conversations, events, health, inbound, queues
-from router.api.routes import callbacks as callbacks_routes
+from router.api.ratelimit import RateLimitMiddleware, TokenBuckets
+from router.api.routes import (
+    agents,
+    attachments,
+    callbacks,
+    contacts,
+    conversations,
+    events,
+    health,
+    queues,
+)
 from router.api.transport import TransportMiddleware
-from router.bootstrap import build_runtime, sync_queues
-from router.outbox import OutboxWorker
-from router.paging import PageWorker
-from router.ratelimit import RateLimitMiddleware, TokenBuckets
+from router.bootstrap import build_runtime, load_plugins, sync_queues
+from router.decide import language, learned
 from router.runtime import Runtime
 from router.settings import Settings, get_settings
-from router.timers import SlaScheduler
-from router.workers import Sweeper
+from router.workers import listen
+from router.workers.callbacks import run_scheduler
+from router.workers.outbox import OutboxWorker
+from router.workers.pages import PageWorker
+from router.workers.sla import SlaScheduler
+from router.workers.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +49,17 @@ def create_app(
     background workers; `role="api"` is chosen by turning `run_workers` off.
     """
 
+    cfg = settings or (runtime.settings if runtime is not None else get_settings())
+    # The channels come from the registry module named in the settings: the router knows
+    # only their interface (`channels.base`).
+    plugins = load_plugins(cfg)
+    if runtime is not None and not runtime.hooks:
+        # A runtime built by a test with its own adapters still gets the channels' hooks.
+        runtime.hooks = [p.hooks for p in plugins if p.hooks is not None]
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        rt = runtime or build_runtime(settings or get_settings())
+        rt = runtime or build_runtime(cfg, plugins)
         app.state.runtime = rt
         await sync_queues(rt)
         # Load the language and crisis models now (about 2 s) rather than on the first
@@ -61,7 +74,7 @@ def create_app(
         stop = asyncio.Event()
         # Every instance listens (API instances serve streams and sockets too).
         tasks: list[asyncio.Task[None]] = [
-            asyncio.create_task(notify.listen(rt, stop), name="listen")
+            asyncio.create_task(listen.listen(rt, stop), name="listen")
         ]
         if rt.settings.run_workers:
             tasks += [
@@ -69,11 +82,12 @@ def create_app(
                 asyncio.create_task(PageWorker(rt).run(stop), name="pages"),
                 asyncio.create_task(SlaScheduler(rt).run(stop), name="sla"),
                 asyncio.create_task(Sweeper(rt).run(stop), name="sweeper"),
-                asyncio.create_task(callbacks.run_scheduler(rt, stop), name="callbacks"),
-                # Idle unless CARELINE_IMAP_URL is set; de-dup makes two pollers harmless.
-                asyncio.create_task(run_imap(rt, stop), name="imap"),
-                # Idle unless the email channel is configured; SKIP LOCKED makes N instances safe.
-                asyncio.create_task(run_fallback(rt, stop), name="webchat-fallback"),
+                asyncio.create_task(run_scheduler(rt, stop), name="callbacks"),
+            ]
+            tasks += [
+                asyncio.create_task(work(rt, stop), name=name)
+                for p in plugins
+                for name, work in p.workers
             ]
         try:
             yield
@@ -97,7 +111,6 @@ def create_app(
         lifespan=lifespan,
     )
     problems.install(app)
-    cfg = settings or (runtime.settings if runtime is not None else get_settings())
     app.add_middleware(
         RateLimitMiddleware,
         api=TokenBuckets(cfg.rate_limit_api_per_min, cfg.rate_limit_api_burst)
@@ -124,20 +137,11 @@ def create_app(
     )
     # Outside even that: it must see the server's own `send` (see router.api.transport).
     app.add_middleware(TransportMiddleware)
-    modules = (
-        health,
-        inbound,
-        agents,
-        queues,
-        conversations,
-        contacts,
-        events,
-        callbacks_routes,
-        calls_webhooks,
-        telegram_webhook,
-        email_webhook,
-        webchat_routes,
-    )
-    for module in modules if role != "worker" else (health,):
-        app.include_router(module.api_router)
+    routers = [
+        m.api_router
+        for m in (health, agents, queues, conversations, attachments, contacts, events, callbacks)
+    ]
+    routers += [p.router for p in plugins if p.router is not None]
+    for router in routers if role != "worker" else [health.api_router]:
+        app.include_router(router)
     return app

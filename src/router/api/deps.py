@@ -12,10 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Agent
 from models.schemas import MAX_ID
+from router.api.ratelimit import remember_token
 from router.auth import Principal, hash_token
 from router.db import is_unavailable
 from router.errors import Forbidden, Unauthorized, Unavailable
-from router.ratelimit import remember_token
 from router.runtime import Runtime
 
 

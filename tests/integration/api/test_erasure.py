@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from channels.email.store import AttachmentStore
 from models import (
     Assignment,
     Attachment,
@@ -26,8 +25,9 @@ from models import (
     Message,
     SlaTimer,
 )
-from router import privacy
-from router.contacts import identity_hash
+from router.files import AttachmentStore
+from router.flows import privacy
+from router.flows.contacts import identity_hash
 from router.runtime import Runtime
 from tests.conftest import ADMIN, auth, make_agent
 
@@ -165,7 +165,7 @@ async def test_erasure_takes_the_person_out_of_the_queues(
     assert cb.closed_at is not None
     # Nothing fires for the erased person later.
     rt.clock.advance(days=2)  # type: ignore[attr-defined]
-    from router.timers import SlaScheduler
+    from router.workers.sla import SlaScheduler
 
     assert await SlaScheduler(rt).run_once() == 0
 

@@ -9,8 +9,8 @@ import httpx
 
 from channels.base import DeliveryError
 from router.logs import configure
-from router.outbox import OutboxWorker
 from router.runtime import Runtime
+from router.workers.outbox import OutboxWorker
 from tests.conftest import ADMIN, ADMIN_TOKEN, auth, make_agent
 from tests.support.fakes import FakeChannel
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from router.api import create_app
-from router.ratelimit import TokenBuckets
+from router.api.ratelimit import TokenBuckets
 from router.runtime import Runtime
 from tests.conftest import ADMIN, auth, make_agent
 

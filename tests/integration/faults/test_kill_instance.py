@@ -42,7 +42,7 @@ from websockets.exceptions import WebSocketException
 
 from channels.signing import hmac_sha256_header
 from models import CallbackRequest, Event, Message, OutboxItem, SlaTimer
-from router.policy import DEFAULT_POLICY_PATH
+from router.decide.policy import DEFAULT_POLICY_PATH
 from tests.integration.channels.calls.support import twilio_sign
 from tests.support.processes import Instance, migrate, scratch_database, start_instance
 from tests.support.standins import AppCallbackReceiver, DeliveryLog, SmtpSink

@@ -35,7 +35,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from models import Message, OutboxItem
-from router.notify import APPLICATION_NAME
+from router.workers.listen import APPLICATION_NAME
 from tests.support.processes import Instance, TempPostgres, migrate, start_instance, temp_postgres
 from tests.support.server import serve
 from tests.support.telegram_server import FakeBotAPI
@@ -261,7 +261,7 @@ async def outbox_backlog(url: str) -> list[tuple[str, str, int]]:
 
 
 async def listeners(url: str) -> int:
-    """Backends of the service's LISTEN connection (router.notify names it)."""
+    """Backends of the service's LISTEN connection (router.workers.listen names it)."""
     async with db_conn(url) as conn:
         n = await conn.scalar(
             text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"),

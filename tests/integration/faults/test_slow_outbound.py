@@ -36,7 +36,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from channels.app import AppChannel
+from channels.app.adapter import AppChannel
 from channels.telegram.adapter import make_bot
 from models import Event, Message, OutboxItem
 from router.settings import Settings

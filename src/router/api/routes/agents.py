@@ -5,9 +5,9 @@ from sqlalchemy import select
 
 from models import Agent
 from models.schemas import AgentCreate, AgentCreated, AgentRead, Page, PresenceUpdate
-from router import agents as agent_service
 from router.api.deps import AgentDep, IdPath, ManagerDep, RuntimeDep, SessionDep
 from router.errors import Forbidden, NotFound
+from router.flows import agents as agent_service
 
 api_router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
 # Accounts only an admin may create or revoke: a supervisor must not lock out an admin.

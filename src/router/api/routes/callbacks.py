@@ -15,9 +15,13 @@ from sqlalchemy import or_, select
 
 from models import CallbackRequest, Conversation, Queue
 from models.schemas import Page
-from router import callbacks, service
 from router.api.deps import AgentDep, IdPath, RuntimeDep, SessionDep
+from router.decide import callbacks as decide_callbacks
 from router.errors import Conflict, ConversationNotFound, NotFound
+from router.flows import callbacks
+from router.read import conversations as reads
+from router.repo import access
+from router.repo.access import locked
 
 api_router = APIRouter(prefix="/api/v1/callbacks", tags=["callbacks"])
 
@@ -56,12 +60,12 @@ class CallbackRead(BaseModel):
 class OutcomeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    outcome: callbacks.Outcome
+    outcome: decide_callbacks.Outcome
     note: str | None = Field(default=None, max_length=1000)
 
 
 def _read(cb: CallbackRequest, queue: str | None, now: datetime) -> CallbackRead:
-    view = callbacks.sla_view(cb, now)
+    view = decide_callbacks.sla_view(cb, now)
     return CallbackRead(
         id=cb.id,
         conversation_id=cb.conversation_id,
@@ -97,7 +101,7 @@ async def list_callbacks(
     limit: int = Query(default=50, ge=1, le=200),
 ) -> Page[CallbackRead]:
     """Oldest first (the longest-waiting customer on top), with each request's SLA."""
-    visible = await service.readable_queue_ids(session, p)
+    visible = await access.readable_queue_ids(session, p)
     stmt = (
         select(CallbackRequest, Queue.name)
         .join(Conversation, Conversation.id == CallbackRequest.conversation_id)
@@ -108,7 +112,7 @@ async def list_callbacks(
         stmt = stmt.where(CallbackRequest.status == status)
     if queue:
         stmt = stmt.where(Queue.name == queue)
-    after = service.decode_cursor(cursor)
+    after = reads.decode_cursor(cursor)
     if after is not None:
         stmt = stmt.where(CallbackRequest.id > after)
     rows = (await session.execute(stmt.order_by(CallbackRequest.id).limit(limit + 1))).all()
@@ -116,7 +120,7 @@ async def list_callbacks(
     now = rt.now()
     return Page(
         items=[_read(cb, qname, now) for cb, qname in page],
-        next_cursor=service.encode_cursor(page[-1][0].id) if len(rows) > limit else None,
+        next_cursor=reads.encode_cursor(page[-1][0].id) if len(rows) > limit else None,
     )
 
 
@@ -127,13 +131,12 @@ async def record_outcome(
     """done: the customer was reached; no_answer: try again later (after the 3rd, closed);
     wrong_number: the number is not the customer's. 409 when already closed."""
     stmt = select(CallbackRequest).where(CallbackRequest.id == callback_id)
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()  # two agents recording at once: the second gets 409
+    stmt = locked(session, stmt)  # two agents recording at once: the second gets 409
     cb = await session.scalar(stmt)
     if cb is None:
         raise NotFound(f"callback {callback_id} not found")
     try:
-        conv = await service.get_conversation(session, p, cb.conversation_id)
+        conv = await access.get_conversation(session, p, cb.conversation_id)
     except ConversationNotFound as exc:
         # Same answer as a missing id: ids of unreadable callbacks leak nothing.
         raise NotFound(f"callback {callback_id} not found") from exc

@@ -4,11 +4,12 @@ from typing import Any
 
 from fastapi import APIRouter, BackgroundTasks
 
-from channels.email.store import AttachmentStore
 from models.schemas import ContactRead, IdentityRead, MergeBody
-from router import contacts, privacy, service
 from router.api.deps import AgentDep, IdPath, ManagerDep, RuntimeDep, SessionDep
 from router.errors import NotFound
+from router.files import AttachmentStore
+from router.flows import contacts, privacy
+from router.repo import access
 
 api_router = APIRouter(prefix="/api/v1/contacts", tags=["contacts"])
 
@@ -28,7 +29,7 @@ async def _read(session: SessionDep, contact_id: int) -> ContactRead:
 
 @api_router.get("/{contact_id}", response_model=ContactRead)
 async def get_contact(contact_id: IdPath, p: AgentDep, session: SessionDep) -> ContactRead:
-    await service.require_visible_contact(session, p, contact_id)
+    await access.require_visible_contact(session, p, contact_id)
     return await _read(session, contact_id)
 
 
@@ -37,8 +38,8 @@ async def merge(
     contact_id: IdPath, body: MergeBody, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> ContactRead:
     """Merge `other_contact_id` into this contact (identities and conversations move here)."""
-    await service.require_visible_contact(session, p, contact_id)
-    await service.require_visible_contact(session, p, body.other_contact_id)
+    await access.require_visible_contact(session, p, contact_id)
+    await access.require_visible_contact(session, p, body.other_contact_id)
     keep = await contacts.get_contact(session, contact_id)
     other = await contacts.get_contact(session, body.other_contact_id)
     if keep.merged_into_id is not None:

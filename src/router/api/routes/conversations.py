@@ -13,14 +13,16 @@ from models.schemas import (
     StatusBody,
     TransferBody,
 )
-from router import service
 from router.api.deps import AgentDep, IdPath, RuntimeDep, SessionDep
+from router.flows import actions
+from router.read import conversations as reads
+from router.repo import access
 
 api_router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
 
 
 async def _one(session: SessionDep, rt: RuntimeDep, conv: object) -> ConversationRead:
-    return (await service.conversation_reads(session, rt, [conv]))[0]  # type: ignore[list-item]
+    return (await reads.conversation_reads(session, rt, [conv]))[0]  # type: ignore[list-item]
 
 
 @api_router.get("", response_model=Page[ConversationRead])
@@ -43,7 +45,7 @@ async def list_conversations(
     limit: int = Query(default=50, ge=1, le=200),
 ) -> Page[ConversationRead]:
     """Newest first, filtered to the queues the caller may read."""
-    convs, next_cursor = await service.list_conversations(
+    convs, next_cursor = await reads.list_conversations(
         session,
         p,
         status=status,
@@ -56,14 +58,14 @@ async def list_conversations(
         cursor=cursor,
         limit=limit,
     )
-    return Page(items=await service.conversation_reads(session, rt, convs), next_cursor=next_cursor)
+    return Page(items=await reads.conversation_reads(session, rt, convs), next_cursor=next_cursor)
 
 
 @api_router.get("/{conversation_id}", response_model=ConversationRead)
 async def get_conversation(
     conversation_id: IdPath, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> ConversationRead:
-    conv = await service.get_conversation(session, p, conversation_id)
+    conv = await access.get_conversation(session, p, conversation_id)
     return await _one(session, rt, conv)
 
 
@@ -76,8 +78,8 @@ async def list_messages(
     limit: int = Query(default=100, ge=1, le=500),
 ) -> Page[MessageRead]:
     """Oldest first, internal notes included (agents only ever)."""
-    conv = await service.get_conversation(session, p, conversation_id)
-    items, next_cursor = await service.list_messages(session, conv, cursor=cursor, limit=limit)
+    conv = await access.get_conversation(session, p, conversation_id)
+    items, next_cursor = await reads.list_messages(session, conv, cursor=cursor, limit=limit)
     return Page(items=items, next_cursor=next_cursor)
 
 
@@ -86,7 +88,7 @@ async def post_message(
     conversation_id: IdPath, body: ReplyCreate, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> MessageRead:
     """Reply on the customer's channel (through the outbox), or add an internal note."""
-    msg = await service.reply(
+    msg = await actions.reply(
         session,
         rt,
         p,
@@ -96,7 +98,7 @@ async def post_message(
         channel=body.channel,
         identity_id=body.identity_id,
     )
-    return (await service.message_reads(session, [msg]))[0]
+    return (await reads.message_reads(session, [msg]))[0]
 
 
 @api_router.post("/{conversation_id}/claim", response_model=ConversationRead)
@@ -104,14 +106,14 @@ async def claim(
     conversation_id: IdPath, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> ConversationRead:
     """Take an unassigned conversation; 409 if someone else already holds it."""
-    return await _one(session, rt, await service.claim(session, rt, p, conversation_id))
+    return await _one(session, rt, await actions.claim(session, rt, p, conversation_id))
 
 
 @api_router.post("/{conversation_id}/assign", response_model=ConversationRead)
 async def assign(
     conversation_id: IdPath, body: AssignBody, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> ConversationRead:
-    conv = await service.assign(session, rt, p, conversation_id, body.agent_id, body.reason)
+    conv = await actions.assign(session, rt, p, conversation_id, body.agent_id, body.reason)
     return await _one(session, rt, conv)
 
 
@@ -119,7 +121,7 @@ async def assign(
 async def transfer(
     conversation_id: IdPath, body: TransferBody, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> ConversationRead:
-    conv = await service.transfer(
+    conv = await actions.transfer(
         session,
         rt,
         p,
@@ -136,7 +138,7 @@ async def escalate(
     conversation_id: IdPath, body: EscalateBody, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> ConversationRead:
     """First line → second line, with the reason the clinician reads first."""
-    conv = await service.escalate(
+    conv = await actions.escalate(
         session, rt, p, conversation_id, reason=body.reason, priority=body.priority
     )
     return await _one(session, rt, conv)
@@ -146,5 +148,5 @@ async def escalate(
 async def set_status(
     conversation_id: IdPath, body: StatusBody, p: AgentDep, rt: RuntimeDep, session: SessionDep
 ) -> ConversationRead:
-    conv = await service.set_status(session, rt, p, conversation_id, body.status)
+    conv = await actions.set_status(session, rt, p, conversation_id, body.status)
     return await _one(session, rt, conv)

@@ -9,8 +9,9 @@ import httpx
 from sqlalchemy import select
 
 from models import Event, SlaTimer
-from router.callbacks import fire_due_callbacks, run_scheduler
+from router.flows.callbacks import fire_due_callbacks
 from router.runtime import Runtime
+from router.workers.callbacks import run_scheduler
 from tests.conftest import ADMIN, auth, make_agent
 from tests.integration.channels.calls.support import (
     callbacks_of,

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from models import Contact, ContactIdentity, Conversation, Event
 from models.messages import InboundMessage, Sender
-from router import ingest
+from router.flows import ingest
 from router.runtime import Runtime
 from tests.conftest import ADMIN
 from tests.integration.channels.calls.support import (

@@ -18,10 +18,10 @@ from pydantic import SecretStr
 
 from channels.email.adapter import EmailChannel
 from channels.email.compose import smtp_config
-from channels.email.store import AttachmentStore
 from channels.email.webhook import api_router
 from channels.signing import hmac_sha256_header
 from router.api import create_app
+from router.files import AttachmentStore
 from router.runtime import Runtime
 
 SECRET = "email-webhook-secret-0123456789"

@@ -7,9 +7,10 @@ import httpx
 from sqlalchemy import select
 
 from models import Conversation, Message
-from router import flows
-from router.outbox import OutboxWorker
+from models.vocab import SENDER
+from router.flows.outbound import enqueue_outbound
 from router.runtime import Runtime
+from router.workers.outbox import OutboxWorker
 from tests.integration.channels.email.conftest import Recorder, post_mail
 from tests.integration.channels.email.support import mail
 
@@ -57,7 +58,7 @@ async def test_mails_reusing_a_message_id_are_kept_not_dropped(
     async with email_rt.db.session() as s:
         conv = await s.get(Conversation, pedro.conversation_id)
         assert conv is not None
-        await flows.enqueue_outbound(s, email_rt, conv, "Hola Pedro.", now=email_rt.now())
+        await enqueue_outbound(s, email_rt, conv, "Hola Pedro.", now=email_rt.now())
     while await OutboxWorker(email_rt).run_once():
         pass
     to_pedro = [m for _, rcpt, m in recorder.messages if rcpt == ["pedro@otro.example"]]
@@ -81,6 +82,6 @@ async def test_lenient_senders_are_accepted_and_only_no_sender_is_refused(
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "stored"
         got = [m for m in await inbound(email_rt) if m.id == r.json()["message_id"]][0]
-        assert got.channel_meta[flows.SENDER].removeprefix("unverified:") == who
+        assert got.channel_meta[SENDER].removeprefix("unverified:") == who
     r = await post_mail(email_client, mail(sender="undisclosed-recipients:;"))
     assert r.status_code == 422

@@ -9,8 +9,8 @@ from channels.email.adapter import EmailChannel
 from channels.email.compose import smtp_config
 from models import ContactIdentity, Event, OutboxItem
 from models.messages import OutboundMessage
-from router.outbox import OutboxWorker
 from router.runtime import Runtime
+from router.workers.outbox import OutboxWorker
 from tests.integration.channels.email.conftest import Recorder, free_port, post_mail
 from tests.integration.channels.email.support import mail
 

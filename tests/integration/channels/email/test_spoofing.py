@@ -7,8 +7,8 @@ import httpx
 from sqlalchemy import select
 
 from models import ContactIdentity, Message
-from router.outbox import OutboxWorker
 from router.runtime import Runtime
+from router.workers.outbox import OutboxWorker
 from tests.integration.channels.email.conftest import post_mail
 from tests.integration.channels.email.support import mail
 

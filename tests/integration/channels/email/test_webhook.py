@@ -10,10 +10,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from channels.email.store import AttachmentStore
 from models import Attachment, ContactIdentity, Conversation, Event, Message, OutboxItem
-from router.outbox import OutboxWorker
+from router.files import AttachmentStore
 from router.runtime import Runtime
+from router.workers.outbox import OutboxWorker
 from tests.integration.channels.email.conftest import Recorder, post_mail, signed
 from tests.integration.channels.email.support import mail
 
@@ -133,11 +133,9 @@ async def test_stores_acks_over_smtp_and_threads_reply(
     async with email_rt.db.session() as s:
         conv = await s.get(Conversation, cid)
         assert conv is not None
-        from router import flows
+        from router.flows.outbound import enqueue_outbound
 
-        await flows.enqueue_outbound(
-            s, email_rt, conv, "Le esperamos el jueves.", now=email_rt.now()
-        )
+        await enqueue_outbound(s, email_rt, conv, "Le esperamos el jueves.", now=email_rt.now())
     assert await OutboxWorker(email_rt).run_once() == 1
     _, _, agent_mail = recorder.messages[-1]
     assert agent_mail["In-Reply-To"] == "<m2@correo.example>"

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from channels.telegram import TelegramChannel
 from channels.telegram.webhook import SECRET_HEADER, api_router
 from router.api import create_app
-from router.outbox import OutboxWorker
 from router.runtime import Runtime
+from router.workers.outbox import OutboxWorker
 from tests.support.telegram_server import FakeBotAPI
 
 TOKEN = "123456:TEST-token-abcdefghijklmnop"

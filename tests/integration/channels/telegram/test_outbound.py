@@ -15,9 +15,10 @@ from channels.telegram import TelegramChannel
 from channels.telegram.handling import ask_rating
 from models import Attachment, ContactIdentity, Conversation, Event, Message, OutboxItem
 from models.messages import OutboundMessage
-from router import flows
-from router.outbox import OutboxWorker
+from router.flows.outbound import enqueue_outbound
+from router.repo.queues import queue_by_name
 from router.runtime import Runtime
+from router.workers.outbox import OutboxWorker
 from tests.conftest import ADMIN, auth, make_agent
 from tests.integration.channels.telegram.conftest import LUCIA, count, drain, post_update
 from tests.support.fakes import FakeClock
@@ -221,9 +222,9 @@ async def test_agent_attachments_go_as_photo_and_document(
     async with rt.db.session() as s:
         conv = await s.get(Conversation, conv_id)
         assert conv is not None
-        one = await flows.enqueue_outbound(s, rt, conv, "Su receta", now=rt.now())
+        one = await enqueue_outbound(s, rt, conv, "Su receta", now=rt.now())
         s.add(Attachment(message_id=one.id, kind="image", url="telegram:file/AgAC-rx", mime=None))
-        two = await flows.enqueue_outbound(s, rt, conv, "Informe y factura", now=rt.now())
+        two = await enqueue_outbound(s, rt, conv, "Informe y factura", now=rt.now())
         s.add(Attachment(message_id=two.id, kind="file", url="https://files.example/inf.pdf"))
         s.add(Attachment(message_id=two.id, kind="file", url="telegram:file/BQAC-bill"))
     await drain(rt)
@@ -349,7 +350,7 @@ async def test_download_needs_an_agent_who_may_read_the_conversation(
     async with rt.db.session() as s:
         conv = await s.scalar(select(Conversation))
         assert conv is not None
-        conv.queue_id = (await flows.queue_by_name(s, "second_line")).id
+        conv.queue_id = (await queue_by_name(s, "second_line")).id
     _, l1 = await make_agent(rt, name="Ana", role="agent_l1")
     assert (await tg_client.get(url, headers=auth(l1))).status_code == 404
     assert (

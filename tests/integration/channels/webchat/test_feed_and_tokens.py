@@ -10,7 +10,7 @@ import pytest
 from channels.webchat import feed
 from channels.webchat.tokens import BadToken, VisitorClaims, derive_key, sign, verify
 from models.messages import InboundMessage, Sender
-from router.ingest import ingest
+from router.flows.ingest import ingest
 from router.runtime import Runtime
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

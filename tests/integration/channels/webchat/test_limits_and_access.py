@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from channels.webchat import WebchatChannel
 from models import Contact, ContactIdentity
-from router import contacts
+from router.flows import contacts
 from router.runtime import Runtime
 from tests.integration.channels.webchat.conftest import CLINIC, is_type
 from tests.support.fakes import FakeClock

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from channels.webchat import WebchatChannel, feed
 from models import ContactIdentity, Event, Message
-from router.outbox import OutboxWorker
 from router.runtime import Runtime
+from router.workers.outbox import OutboxWorker
 from tests.conftest import auth, make_agent
 from tests.integration.channels.webchat.conftest import is_type
 

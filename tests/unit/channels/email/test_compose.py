@@ -9,7 +9,7 @@ import pytest
 
 from channels.email import tokens
 from channels.email.compose import build_reply, references_chain, smtp_config
-from channels.email.store import AttachmentStore
+from router.files import AttachmentStore
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,69 @@
+"""The `app` channel: mobile/web apps post customer messages here."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from channels.app import normalise as app_channel
+from channels.phones import e164
+from models import ContactIdentity, Conversation, Message
+from models.schemas import MAX_ID, InboundResult, MessageRead, Page
+from router.api.deps import IntegrationDep, RuntimeDep, SessionDep
+from router.errors import NotFound
+from router.flows import ingest
+from router.read import conversations as reads
+
+api_router = APIRouter(prefix="/api/v1", tags=["app channel"])
+
+
+@api_router.post("/inbound", response_model=InboundResult)
+async def inbound(
+    body: app_channel.AppInbound, _p: IntegrationDep, rt: RuntimeDep, session: SessionDep
+) -> InboundResult:
+    """Store one app message (idempotent on `message.external_id`); answers once durable."""
+    msg = app_channel.normalise(
+        body, now=rt.now(), phone=e164(body.contact.phone, rt.settings.default_region)
+    )
+    res = await ingest.ingest(session, rt, msg)
+    return InboundResult(
+        conversation_id=res.conversation_id, message_id=res.message_id, duplicate=res.duplicate
+    )
+
+
+@api_router.get("/inbound/messages", response_model=Page[MessageRead])
+async def pull_replies(
+    _p: IntegrationDep,
+    session: SessionDep,
+    contact_external_id: str = Query(min_length=1, max_length=200),
+    since: int = Query(default=0, ge=0, le=MAX_ID, description="last message id the app has"),
+    limit: int = Query(default=100, ge=1, le=500),
+) -> Page[MessageRead]:
+    """Replies addressed to one app user, oldest first: for apps without a callback URL."""
+    ident = await session.scalar(
+        select(ContactIdentity).where(
+            ContactIdentity.kind == "app", ContactIdentity.value == contact_external_id
+        )
+    )
+    if ident is None:
+        raise NotFound("no app contact with that external id")
+    rows = list(
+        await session.scalars(
+            select(Message)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(
+                Conversation.contact_id == ident.contact_id,
+                Message.id > since,
+                Message.direction == "out",
+                Message.channel == "app",
+                # Addressed to this app user: the contact may hold other app identities
+                # (merged on a verified phone), and their replies are theirs.
+                Message.channel_meta["recipient"].as_string() == contact_external_id,
+            )
+            .order_by(Message.id)
+            .limit(limit + 1)
+        )
+    )
+    page = rows[:limit]
+    items = await reads.message_reads(session, page)
+    return Page(items=items, next_cursor=str(page[-1].id) if len(rows) > limit else None)

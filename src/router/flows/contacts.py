@@ -1,0 +1,186 @@
+"""Contacts and identities: one person across channels."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Contact, ContactIdentity, Conversation, ErasedIdentity, Event
+from models.messages import IDENTITY_KIND, Sender
+from router.errors import InvalidInput, NotFound
+from router.repo import events
+
+
+async def _identity(session: AsyncSession, kind: str, value: str) -> ContactIdentity | None:
+    return await session.scalar(
+        select(ContactIdentity).where(ContactIdentity.kind == kind, ContactIdentity.value == value)
+    )
+
+
+def identity_hash(key: bytes, kind: str, value: str) -> str:
+    """HMAC-SHA256 of one identity under the server's erasure key (`erased_identities`)."""
+    return hmac.new(key, f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()
+
+
+async def resolve_contact(
+    session: AsyncSession,
+    channel: str,
+    sender: Sender,
+    now: datetime,
+    *,
+    erasure_key: bytes | None = None,
+) -> Contact:
+    """Find or create the sender's contact.
+
+    The channel identity finds a known sender; a *verified* phone or e-mail joins the sender
+    to the person who already owns it (merging two contacts when both exist). Unverified
+    values are only remembered as attributes, so nobody can claim another's identity.
+    """
+    kind = IDENTITY_KIND[channel]
+    # A call's identity is a verified phone only when it is a parsed E.164 number: a caller
+    # id that does not parse ("raw:…") or a withheld one is remembered, never verified.
+    # An e-mail whose From: was not authenticated arrives as "unverified:<address>".
+    own_verified = (kind == "email" and not sender.external_id.startswith("unverified:")) or (
+        kind == "phone" and sender.phone_verified and sender.phone == sender.external_id
+    )
+    keys: list[tuple[str, str, bool]] = [(kind, sender.external_id, own_verified)]
+    if sender.phone and sender.phone_verified and kind != "phone":
+        keys.append(("phone", sender.phone, True))
+    if sender.email and sender.email_verified and kind != "email":
+        keys.append(("email", sender.email, True))
+
+    found: dict[tuple[str, str], ContactIdentity] = {}
+    for k, v, _ in keys:
+        ident = await _identity(session, k, v)
+        if ident is not None:
+            found[(k, v)] = ident
+
+    contact_ids = sorted({i.contact_id for i in found.values()})
+    contacts = [await _live_contact(session, cid) for cid in contact_ids]
+    contact: Contact | None = min(contacts, key=lambda c: c.id) if contacts else None
+    if contact is None:
+        after_erasure = erasure_key is not None and await _was_erased(
+            session, erasure_key, [(k, v) for k, v, _ in keys]
+        )
+        contact = Contact(
+            name=sender.name, attributes={"after_erasure": True} if after_erasure else {}
+        )
+        session.add(contact)
+        await session.flush()
+        await events.record(
+            session,
+            "contact.created",
+            contact_id=contact.id,
+            data={"after_erasure": True} if after_erasure else None,
+        )
+    else:
+        for other in contacts:
+            if other.id != contact.id:
+                await merge_contacts(session, keep=contact, other=other, now=now, reason="identity")
+        if sender.name and not contact.name:
+            contact.name = sender.name
+
+    for k, v, verified in keys:
+        if (k, v) not in found:
+            session.add(ContactIdentity(contact_id=contact.id, kind=k, value=v, verified=verified))
+        elif verified and not found[(k, v)].verified:
+            found[(k, v)].verified = True
+    attrs = dict(contact.attributes or {})
+    if sender.phone and not sender.phone_verified:
+        attrs["unverified_phone"] = sender.phone
+    if sender.email and not sender.email_verified:
+        attrs["unverified_email"] = sender.email
+    if attrs != contact.attributes:
+        contact.attributes = attrs
+    await session.flush()
+    return contact
+
+
+async def _was_erased(session: AsyncSession, key: bytes, keys: list[tuple[str, str]]) -> bool:
+    hashes = [identity_hash(key, k, v) for k, v in keys]
+    found = await session.scalar(
+        select(ErasedIdentity.id).where(ErasedIdentity.value_hash.in_(hashes)).limit(1)
+    )
+    return found is not None
+
+
+async def _live_contact(session: AsyncSession, contact_id: int) -> Contact:
+    """Follow `merged_into_id` to the contact that survives."""
+    contact = await session.get(Contact, contact_id)
+    seen = 0
+    while contact is not None and contact.merged_into_id is not None and seen < 10:
+        contact = await session.get(Contact, contact.merged_into_id)
+        seen += 1
+    if contact is None:
+        raise NotFound(f"contact {contact_id} not found")
+    return contact
+
+
+async def merge_contacts(
+    session: AsyncSession,
+    *,
+    keep: Contact,
+    other: Contact,
+    now: datetime,
+    reason: str,
+    agent_id: int | None = None,
+) -> Contact:
+    """Move `other`'s identities and conversations to `keep`; `other` remains as a tombstone."""
+    if keep.id == other.id:
+        raise InvalidInput("cannot merge a contact into itself")
+    if other.merged_into_id is not None or keep.merged_into_id is not None:
+        raise InvalidInput("contact was already merged")
+    await session.execute(
+        update(ContactIdentity)
+        .where(ContactIdentity.contact_id == other.id)
+        .values(contact_id=keep.id)
+    )
+    await session.execute(
+        update(Conversation).where(Conversation.contact_id == other.id).values(contact_id=keep.id)
+    )
+    await session.execute(
+        update(Event).where(Event.contact_id == other.id).values(contact_id=keep.id)
+    )
+    attrs = dict(other.attributes or {})
+    attrs.update(keep.attributes or {})
+    # Per-visitor mail fallbacks (web chat confirmations) of both contacts stay apart.
+    mail = {
+        **dict((other.attributes or {}).get("webchat_mail") or {}),
+        **dict((keep.attributes or {}).get("webchat_mail") or {}),
+    }
+    if mail:
+        attrs["webchat_mail"] = mail
+    keep.attributes = attrs
+    keep.name = keep.name or other.name
+    keep.updated_at = now
+    other.merged_into_id = keep.id
+    other.updated_at = now
+    await session.flush()
+    await events.record(
+        session,
+        "contact.merged",
+        contact_id=keep.id,
+        agent_id=agent_id,
+        data={"merged_contact_id": other.id, "reason": reason},
+    )
+    return keep
+
+
+async def get_contact(session: AsyncSession, contact_id: int) -> Contact:
+    contact = await session.get(Contact, contact_id)
+    if contact is None:
+        raise NotFound(f"contact {contact_id} not found")
+    return contact
+
+
+async def identities(session: AsyncSession, contact_id: int) -> list[ContactIdentity]:
+    rows = await session.scalars(
+        select(ContactIdentity)
+        .where(ContactIdentity.contact_id == contact_id)
+        .order_by(ContactIdentity.id)
+    )
+    return list(rows)

@@ -1,0 +1,209 @@
+"""The inbound pipeline shared by every channel: de-dup → contact → conversation → message →
+routing, all inside the caller's transaction, so a webhook answers only once it is durable."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, case, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Attachment, Contact, Conversation, Message
+from models.messages import InboundMessage
+from models.vocab import ACTIVE_STATUSES, SENDER
+from router import metrics
+from router.errors import Conflict
+from router.flows.contacts import resolve_contact
+from router.flows.route import after_inbound
+from router.repo.events import conv_event
+from router.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    conversation_id: int
+    message_id: int
+    duplicate: bool
+
+
+async def _existing(session: AsyncSession, channel: str, external_id: str) -> Message | None:
+    return await session.scalar(
+        select(Message).where(Message.channel == channel, Message.external_id == external_id)
+    )
+
+
+async def ingest(session: AsyncSession, rt: Runtime, msg: InboundMessage) -> IngestResult:
+    """Persist one inbound message exactly once.
+
+    The unique `(channel, external_id)` constraint is the arbiter, not the look-up: when a
+    concurrent copy commits first, our savepoint fails and we answer "duplicate". A race on
+    a brand-new contact's identity also fails the savepoint; the retry then finds it.
+    """
+    started = time.perf_counter()
+    for _attempt in range(4):
+        found = await _existing(session, msg.channel, msg.external_id)
+        if found is not None:
+            metrics.INGEST_TOTAL.labels(msg.channel, "duplicate").inc()
+            return IngestResult(found.conversation_id, found.id, duplicate=True)
+        try:
+            async with session.begin_nested():
+                result = await _ingest_new(session, rt, msg)
+        except IntegrityError:
+            log.info("ingest race, retrying", extra={"channel": msg.channel})
+            continue
+        metrics.INGEST_TOTAL.labels(msg.channel, "stored").inc()
+        metrics.INGEST_SECONDS.labels(msg.channel).observe(time.perf_counter() - started)
+        return result
+    raise Conflict("could not store the message after repeated conflicts; retry")
+
+
+async def _ingest_new(session: AsyncSession, rt: Runtime, msg: InboundMessage) -> IngestResult:
+    now = rt.now()
+    contact = await resolve_contact(
+        session, msg.channel, msg.sender, now, erasure_key=rt.settings.erasure_hmac_key()
+    )
+    conv, how = await _resolve_conversation(session, rt, contact, msg)
+
+    # A call log of an outbound call (agent → customer) is ours, not the customer's message.
+    outbound = msg.direction == "out"
+    call = msg.call.to_meta() if msg.call is not None else {}
+    message = Message(
+        conversation_id=conv.id,
+        direction="out" if outbound else "in",
+        channel=msg.channel,
+        kind=msg.kind,
+        external_id=msg.external_id,
+        text=msg.text,
+        sent_at=msg.sent_at,
+        created_at=msg.received_at,
+        delivery_status="sent" if outbound else "received",
+        # Who wrote it: replies keep going to the identity a conversation has been using.
+        channel_meta={**msg.channel_meta, **call, SENDER: msg.sender.external_id},
+    )
+    session.add(message)
+    # The unique (channel, external_id) constraint fires at the next flush, inside our
+    # savepoint: here when attachments need the message id, else with the routing's writes
+    # (which also set the message's language: one INSERT instead of INSERT + UPDATE).
+    if msg.attachments:
+        await session.flush()
+    for att in msg.attachments:
+        session.add(
+            Attachment(
+                message_id=message.id,
+                kind=att.kind,
+                url=att.url,
+                mime=att.mime,
+                size=att.size,
+                name=att.name,
+                meta=dict(att.meta),
+            )
+        )
+
+    conv.updated_at = now
+    was_pending = conv.status == "pending"
+    if outbound:
+        conv.last_outbound_at = now
+    else:
+        conv.last_inbound_at = now
+        if conv.waiting_since is None:
+            conv.waiting_since = now
+        if was_pending:
+            conv.status = "open"
+    if msg.subject and not conv.subject:
+        conv.subject = msg.subject[:300]
+    # No flush here: these changes go out with the routing's, in one UPDATE.
+
+    await after_inbound(
+        session, rt, conv, contact, message, how=how, was_pending=was_pending, now=now
+    )
+    return IngestResult(conv.id, message.id, duplicate=False)
+
+
+async def _resolve_conversation(
+    session: AsyncSession, rt: Runtime, contact: Contact, msg: InboundMessage
+) -> tuple[Conversation, str]:
+    """The thread this message belongs to, and how: "thread", "open", "reopened" or "new"."""
+    now = rt.now()
+    window = timedelta(seconds=rt.policy.reopen_window_s)
+
+    if msg.thread_refs:
+        conv_id = await session.scalar(
+            select(Message.conversation_id)
+            .where(Message.channel == msg.channel, Message.external_id.in_(msg.thread_refs))
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+        if conv_id is not None:
+            conv = await session.get(Conversation, conv_id, with_for_update=True)
+            if conv is not None and conv.status in ACTIVE_STATUSES:
+                return conv, "thread"
+            if conv is not None and conv.status == "resolved" and _within(conv, now, window):
+                await _reopen(session, conv, now)
+                return conv, "reopened"
+
+    if msg.thread_refs_only:
+        return await _new_conversation(session, contact, msg, now), "new"
+
+    # One look-up for both: the contact's live conversation if any (the newest), else the
+    # last one resolved within the reopen window.
+    live = Conversation.status.in_(ACTIVE_STATUSES)
+    conv = await session.scalar(
+        select(Conversation)
+        .where(
+            Conversation.contact_id == contact.id,
+            or_(
+                live,
+                and_(Conversation.status == "resolved", Conversation.resolved_at >= now - window),
+            ),
+        )
+        .order_by(
+            case((live, 0), else_=1),
+            Conversation.resolved_at.desc().nulls_last(),  # NULL on live conversations
+            Conversation.id.desc(),
+        )
+        .limit(1)
+        # Locked (PostgreSQL) until commit: routing writes queue and priority from this row,
+        # which must not overwrite a concurrent SLA escalation with a stale read.
+        .with_for_update()
+    )
+    if conv is not None and conv.status != "resolved":
+        return conv, "open"
+    if conv is not None:
+        await _reopen(session, conv, now)
+        return conv, "reopened"
+    return await _new_conversation(session, contact, msg, now), "new"
+
+
+async def _new_conversation(
+    session: AsyncSession, contact: Contact, msg: InboundMessage, now: datetime
+) -> Conversation:
+    conv = Conversation(
+        contact_id=contact.id,
+        channel=msg.channel,
+        status="open",
+        priority="normal",
+        tags=[],
+        routing_reasons=[],
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(conv)
+    await session.flush()
+    return conv
+
+
+def _within(conv: Conversation, now: datetime, window: timedelta) -> bool:
+    return conv.resolved_at is not None and conv.resolved_at >= now - window
+
+
+async def _reopen(session: AsyncSession, conv: Conversation, now: datetime) -> None:
+    conv.status = "open"
+    conv.resolved_at = None
+    conv.updated_at = now
+    await conv_event(session, "conversation.reopened", conv)

@@ -1,0 +1,123 @@
+"""Events: rows in `events`, the audit trail (`router.bus` wakes the live streams).
+
+The table is the truth and its ids are the stream cursor, so a client that reconnects with
+`Last-Event-ID` misses nothing and every instance serves the same stream. The bus only wakes
+local subscribers early after a commit; they also poll, which covers other instances.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Conversation, Event, Queue
+from router.db import wake_after_commit
+from router.repo.queues import queue_of
+
+# Events of this unit of work whose tier follows a conversation's (session.info key):
+# conversation events with no explicit tier, and contact events.
+_FOLLOWING = "careline.events.following"
+
+
+async def record(
+    session: AsyncSession,
+    type_: str,
+    *,
+    conversation: Conversation | None = None,
+    queue: str | None = None,
+    tier: int | None = None,
+    agent_id: int | None = None,
+    contact_id: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> Event:
+    """Record an event. A contact event without an explicit tier gets the tier of the contact's
+    most sensitive conversation, and is raised (`settle`) when one of this unit of work's
+    conversations of that contact is routed higher: an event about a person never tells the
+    first line that a second-line conversation exists."""
+    following = False
+    if tier is None:
+        if conversation is None and contact_id is not None:
+            tier = await contact_tier(session, contact_id)
+            following = True
+        else:
+            tier = 1
+    ev = Event(
+        type=type_,
+        conversation_id=conversation.id if conversation else None,
+        contact_id=contact_id
+        if contact_id is not None
+        else (conversation.contact_id if conversation else None),
+        agent_id=agent_id,
+        queue=queue,
+        tier=tier,
+        data=data or {},
+    )
+    # No flush: events are inserted together with the next flush or the commit.
+    session.add(ev)
+    if following:
+        follow(session, ev)
+    wake_after_commit(session, "events")  # streams here and on other instances
+    return ev
+
+
+async def contact_tier(session: AsyncSession, contact_id: int) -> int:
+    """The highest queue tier among the contact's conversations (1 without any)."""
+    top = await session.scalar(
+        select(func.max(Queue.tier))
+        .select_from(Conversation)
+        .join(Queue, Queue.id == Conversation.queue_id)
+        .where(Conversation.contact_id == contact_id)
+    )
+    return int(top or 1)
+
+
+def follow(session: AsyncSession, ev: Event) -> None:
+    """Let `settle` raise this event's tier for the rest of the unit of work."""
+    session.info.setdefault(_FOLLOWING, []).append(ev)
+
+
+def settle(session: AsyncSession, conversation: Conversation, tier: int) -> None:
+    """The conversation now has `tier`: raise this unit of work's following events about it
+    (or about its contact) to at least that, so what the transaction commits carries the
+    conversation's final tier (an event recorded before routing moved it up included)."""
+    for ev in session.info.get(_FOLLOWING, ()):
+        concerns = (
+            ev.conversation_id == conversation.id
+            if ev.conversation_id is not None
+            else ev.contact_id is not None and ev.contact_id == conversation.contact_id
+        )
+        if concerns and ev.tier < tier:
+            ev.tier = tier
+
+
+async def conv_event(
+    session: AsyncSession,
+    type_: str,
+    conv: Conversation,
+    *,
+    agent_id: int | None = None,
+    data: dict[str, Any] | None = None,
+    tier: int | None = None,
+) -> None:
+    """Record an event about a conversation, visible to whoever may read its queue.
+
+    Without an explicit `tier` (events addressed to the first line pass 1) the event follows
+    the conversation: this unit of work's earlier events about it and its contact are raised
+    to its current tier, so `conversation.created` and `contact.created`, recorded before
+    routing, commit with the tier routing chose."""
+    q = await queue_of(session, conv)
+    current = q.tier if q else 1
+    ev = await record(
+        session,
+        type_,
+        conversation=conv,
+        queue=q.name if q else None,
+        tier=tier if tier is not None else current,
+        agent_id=agent_id,
+        data=data,
+    )
+    if tier is None:
+        follow(session, ev)
+    settle(session, conv, current)

@@ -1,0 +1,421 @@
+"""The pure routing decision: crisis first, ordered rules, defaults, never moves down."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from router.decide.policy import Policy, load_policy, parse_policy
+from router.decide.rules import (
+    ContactSnapshot,
+    ConversationSnapshot,
+    MessageSnapshot,
+    RoutingDecision,
+    route,
+)
+
+NOW = datetime(2025, 3, 4, 10, 0, tzinfo=UTC)  # a Tuesday
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return load_policy()
+
+
+def _route(
+    policy: Policy,
+    *texts: str,
+    conv: ConversationSnapshot | None = None,
+    contact: Mapping[str, Any] | None = None,
+    messages: Sequence[MessageSnapshot] | None = None,
+    now: datetime = NOW,
+) -> RoutingDecision:
+    msgs = list(messages) if messages is not None else [MessageSnapshot(text=t) for t in texts]
+    return route(
+        conv or ConversationSnapshot(channel="app"),
+        msgs,
+        ContactSnapshot(attributes=contact or {}),
+        now,
+        policy,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "category", "reason_fragment"),
+    [
+        ("no quiero seguir viviendo", "self_harm", "crisis lexicon (es, self_harm)"),
+        ("не хочу больше жить", "self_harm", "crisis lexicon (ru, self_harm)"),
+        ("I want to end it all", "self_harm", "crisis lexicon (en, self_harm): 'end it all'"),
+        ("he hits me", "abuse", "crisis lexicon (en, abuse): regex"),
+        ("мне страшно, муж бьёт", "abuse", "crisis lexicon (ru, abuse)"),
+        ("I took all my pills", "overdose", "crisis lexicon (en, overdose)"),
+        ("te voy a matar", "violence", "crisis lexicon (es, violence)"),
+    ],
+)
+def test_crisis(policy: Policy, text: str, category: str, reason_fragment: str) -> None:
+    d = _route(policy, text)
+    assert d.crisis
+    assert (d.queue, d.priority) == ("second_line", "urgent")
+    assert d.tags[:1] == ("crisis",)
+    assert category in d.tags
+    assert any(reason_fragment in r for r in d.reasons), d.reasons
+    assert d.changed
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "me muero de risa",
+        "убил весь вечер на отчёт",
+        "this traffic is killing me",
+        "I could kill for a coffee",
+        "hit me up when the doctor is free",
+    ],
+)
+def test_hyperbole_is_not_crisis(policy: Policy, text: str) -> None:
+    d = _route(policy, text)
+    assert not d.crisis
+    assert d.queue == "first_line"
+
+
+@pytest.mark.parametrize(
+    ("text", "queue", "priority", "tags", "reason"),
+    [
+        (
+            "¿Puedo tomar la medicación con comida?",
+            "second_line",
+            "normal",
+            ("clinical",),
+            "rule 'clinical' matched prefix 'medicac*' (es) → second_line",
+        ),
+        (
+            "сколько дней пить лекарства?",
+            "second_line",
+            "normal",
+            ("clinical",),
+            "rule 'clinical' matched stem 'лекарств' (ru) → second_line",
+        ),
+        # Chest pain is a cardiac red flag: urgent, with the emergency number (issue 12).
+        (
+            "I have chest pain",
+            "second_line",
+            "urgent",
+            ("urgent_medical", "cardiac", "clinical", "acute"),
+            "warning sign (urgent_medical, cardiac): 'chest pain'",
+        ),
+        (
+            "Quiero cambiar mi cita del jueves",
+            "first_line",
+            "normal",
+            ("booking",),
+            "rule 'booking' matched",
+        ),
+        ("Is there parking at the clinic?", "first_line", "normal", (), "default → first_line"),
+        # Clinical wins the queue (safety first); the admin rule still adds its tag.
+        (
+            "refund for the antibiotics I was prescribed?",
+            "second_line",
+            "normal",
+            ("clinical", "billing"),
+            "rule 'billing' matched prefix 'refund*' (en) → tags billing",
+        ),
+    ],
+)
+def test_rules(
+    policy: Policy, text: str, queue: str, priority: str, tags: tuple[str, ...], reason: str
+) -> None:
+    d = _route(policy, text)
+    assert (d.queue, d.priority, d.tags, d.crisis) == (queue, priority, tags, False)
+    assert any(reason in r for r in d.reasons), d.reasons
+
+
+def test_only_inbound_messages_are_evaluated(policy: Policy) -> None:
+    msgs = [
+        MessageSnapshot("Patient mentioned suicidal thoughts last year", direction="note"),
+        MessageSnapshot("If you ever want to kill yourself, call 112", direction="out"),
+        MessageSnapshot("thanks, see you thursday"),
+    ]
+    d = _route(policy, messages=msgs)
+    assert not d.crisis
+    assert d.queue == "first_line"
+
+
+def test_no_inbound_keeps_conversation(policy: Policy) -> None:
+    conv = ConversationSnapshot(channel="app", queue="second_line", priority="high", tags=("x",))
+    d = _route(policy, conv=conv, messages=[MessageSnapshot("note", direction="note")])
+    assert (d.queue, d.priority, d.tags, d.changed) == ("second_line", "high", ("x",), False)
+    assert "no inbound message: nothing to route" in d.reasons
+
+
+def test_crisis_split_over_messages(policy: Policy) -> None:
+    # People type in bursts: the phrase may straddle two messages of one batch.
+    d = _route(policy, "I don't want", "to live anymore")
+    assert d.crisis
+
+
+@pytest.mark.parametrize(
+    ("conv", "text", "queue", "priority", "changed", "reason"),
+    [
+        (
+            ConversationSnapshot(channel="app", queue="second_line", priority="normal"),
+            "ok, and can I reschedule to Friday?",
+            "second_line",
+            "normal",
+            False,
+            "kept second_line: never moves down",
+        ),
+        (
+            ConversationSnapshot(channel="app", queue="first_line", priority="urgent"),
+            "can I reschedule to Friday?",
+            "first_line",
+            "urgent",
+            False,
+            "kept priority urgent: priority never decreases",
+        ),
+        (
+            ConversationSnapshot(channel="app", queue="first_line", priority="normal"),
+            "my fever is 39.5 now",
+            "second_line",
+            "high",
+            True,
+            "rule 'clinical-acute'",
+        ),
+        (
+            ConversationSnapshot(channel="app", queue="second_line", priority="high"),
+            "no quiero vivir mas",
+            "second_line",
+            "urgent",
+            True,
+            "crisis → second_line, urgent",
+        ),
+        # A queue the policy does not know was chosen by a human: kept, except for a crisis.
+        (
+            ConversationSnapshot(channel="app", queue="legal", priority="normal"),
+            "what's my invoice number?",
+            "legal",
+            "normal",
+            False,
+            "kept legal: not in the policy",
+        ),
+        (
+            ConversationSnapshot(channel="app", queue="legal", priority="normal"),
+            "I want to kill myself",
+            "second_line",
+            "urgent",
+            True,
+            "crisis → second_line, urgent",
+        ),
+    ],
+)
+def test_never_moves_down(
+    policy: Policy,
+    conv: ConversationSnapshot,
+    text: str,
+    queue: str,
+    priority: str,
+    changed: bool,
+    reason: str,
+) -> None:
+    d = _route(policy, text, conv=conv)
+    assert (d.queue, d.priority, d.changed) == (queue, priority, changed)
+    assert any(reason in r for r in d.reasons), d.reasons
+
+
+def test_tags_accumulate(policy: Policy) -> None:
+    conv = ConversationSnapshot(channel="app", queue="first_line", priority="normal", tags=("vip",))
+    d = _route(policy, "I was charged twice", conv=conv)
+    assert d.tags == ("vip", "billing")
+
+
+@pytest.mark.parametrize(
+    ("status", "priority", "tags"),
+    [
+        ("missed", "high", ("callback",)),
+        ("voicemail", "high", ("callback",)),
+        ("busy", "high", ("callback",)),
+        ("answered", "normal", ("call",)),
+    ],
+)
+def test_call_status(policy: Policy, status: str, priority: str, tags: tuple[str, ...]) -> None:
+    msg = MessageSnapshot("", channel="calls", kind="call", call_status=status)
+    d = _route(policy, messages=[msg], conv=ConversationSnapshot(channel="calls"))
+    assert (d.queue, d.priority, d.tags) == ("first_line", priority, tags)
+
+
+def test_voicemail_transcript_goes_through_crisis_lexicon(policy: Policy) -> None:
+    msg = MessageSnapshot(
+        "hola, mi marido me pega, llamenme por favor",
+        channel="calls",
+        kind="call",
+        call_status="voicemail",
+    )
+    d = _route(policy, messages=[msg], conv=ConversationSnapshot(channel="calls"))
+    assert d.crisis
+    assert (d.queue, d.priority) == ("second_line", "urgent")
+    assert {"crisis", "abuse", "callback"} <= set(d.tags)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "priority", "tags"),
+    [
+        ({"vip": True}, "high", ("booking", "vip")),
+        ({"vip": 1}, "normal", ("booking",)),  # 1 is not true: attributes compare strictly
+        ({"vip": False, "plan": "premium"}, "normal", ("booking", "premium")),
+        ({}, "normal", ("booking",)),
+    ],
+)
+def test_contact_attributes(
+    policy: Policy, attributes: dict[str, Any], priority: str, tags: tuple[str, ...]
+) -> None:
+    d = _route(policy, "I need to reschedule my appointment", contact=attributes)
+    assert (d.queue, d.priority, d.tags) == ("first_line", priority, tags)
+
+
+@pytest.mark.parametrize(
+    ("conv_language", "text", "expected"),
+    [
+        (None, "Hola, quiero cancelar mi cita de mañana", "es"),
+        (None, "Здравствуйте, хочу перенести запись", "ru"),
+        (None, "Hello, I need to cancel my appointment", "en"),
+        (None, "ok", None),
+        ("es", "Hello, I need to cancel my appointment", "es"),  # the conversation's wins
+    ],
+)
+def test_language(policy: Policy, conv_language: str | None, text: str, expected: str) -> None:
+    d = _route(policy, text, conv=ConversationSnapshot(channel="app", language=conv_language))
+    assert d.language == expected
+    assert any(r.startswith("language detected") for r in d.reasons) is (
+        conv_language is None and expected is not None
+    )
+
+
+# -- a custom policy exercising the other conditions ---------------------------------------------
+
+_SLA = "\n".join(
+    f'[sla.{q}.{p}]\nfirst_response = "1h"\nnext_response = "1h"\nresolution = "1d"'
+    for q in ("desk", "billing", "clinic")
+    for p in ("low", "normal", "high", "urgent")
+)
+_CUSTOM = f"""
+default_queue = "desk"
+
+[[queues]]
+name = "desk"
+title = "Desk"
+tier = 1
+languages = ["en"]
+
+[[queues]]
+name = "billing"
+title = "Billing"
+tier = 1
+languages = ["en"]
+
+[[queues]]
+name = "clinic"
+title = "Clinic"
+tier = 2
+languages = ["en"]
+
+[calendars.office]
+timezone = "Europe/Madrid"
+weekly = {{ mon = ["09:00-18:00"], tue = ["09:00-18:00"] }}
+holidays = [2025-03-11]
+
+{_SLA}
+
+[crisis]
+queue = "clinic"
+[crisis.lexicon.self_harm]
+en = ["kill myself"]
+
+[[rules]]
+name = "after-hours"
+tags = ["after_hours"]
+[rules.match]
+outside_hours = "office"
+
+[[rules]]
+name = "telegram-ru"
+priority = "high"
+tags = ["tg_ru"]
+[rules.match]
+channels = ["telegram"]
+languages = ["ru"]
+
+[[rules]]
+name = "billing"
+queue = "billing"
+[rules.match.keywords]
+en = ["invoice"]
+
+[messages.en]
+greeting = "hi"
+ack = "wait {{wait}}"
+ack_surge = "wait {{wait}} {{links}}"
+crisis_ack = "call 112"
+"""
+
+
+@pytest.fixture(scope="module")
+def custom() -> Policy:
+    return parse_policy(_CUSTOM, "custom.toml")
+
+
+@pytest.mark.parametrize(
+    ("now", "after_hours"),
+    [
+        (datetime(2025, 3, 4, 10, 0, tzinfo=UTC), False),  # Tue 11:00 Madrid
+        (datetime(2025, 3, 4, 17, 30, tzinfo=UTC), True),  # Tue 18:30 Madrid
+        (datetime(2025, 3, 4, 7, 59, tzinfo=UTC), True),  # Tue 08:59 Madrid
+        (datetime(2025, 3, 5, 10, 0, tzinfo=UTC), True),  # Wednesday: closed
+        (datetime(2025, 3, 11, 10, 0, tzinfo=UTC), True),  # holiday
+    ],
+)
+def test_hours_condition(custom: Policy, now: datetime, after_hours: bool) -> None:
+    d = _route(custom, "hello there", now=now)
+    assert ("after_hours" in d.tags) is after_hours
+
+
+@pytest.mark.parametrize(
+    ("channel", "text", "matched"),
+    [
+        ("telegram", "Здравствуйте, у меня вопрос", True),
+        ("webchat", "Здравствуйте, у меня вопрос", False),
+        ("telegram", "Hello, I have a question", False),
+    ],
+)
+def test_channel_and_language_conditions(
+    custom: Policy, channel: str, text: str, matched: bool
+) -> None:
+    d = _route(
+        custom,
+        messages=[MessageSnapshot(text, channel=channel)],
+        conv=ConversationSnapshot(channel=channel),
+    )
+    assert ("tg_ru" in d.tags) is matched
+    assert d.priority == ("high" if matched else "normal")
+
+
+def test_no_lateral_move_within_a_tier(custom: Policy) -> None:
+    # An agent moved the conversation to billing; a new unrelated message must not bounce it.
+    conv = ConversationSnapshot(channel="app", queue="billing", priority="normal")
+    d = _route(custom, "thanks!", conv=conv)
+    assert (d.queue, d.changed) == ("billing", False)
+    assert "kept billing: no move within the same tier" in d.reasons
+    conv = ConversationSnapshot(channel="app", queue="desk", priority="normal")
+    d = _route(custom, "where is my invoice", conv=conv)
+    assert (d.queue, d.changed) == ("desk", False)
+
+
+def test_custom_crisis_queue(custom: Policy) -> None:
+    d = _route(custom, "I want to kill myself")
+    assert (d.queue, d.priority, d.crisis) == ("clinic", "urgent", True)
+
+
+def test_naive_now_rejected(custom: Policy) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        _route(custom, "hello", now=datetime(2025, 3, 4, 10, 0))  # noqa: DTZ001

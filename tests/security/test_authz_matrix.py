@@ -20,7 +20,6 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, APIWebSocketRoute
 from pydantic import SecretStr
-from sqlalchemy import func, select
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from channels.telegram.adapter import TelegramChannel, make_bot
@@ -29,6 +28,7 @@ from models import Attachment, CallbackRequest, Message
 from router.api import create_app
 from router.runtime import Runtime
 from tests.conftest import ADMIN, ADMIN_TOKEN, auth, make_agent
+from tests.support.factories import count_messages
 
 # -- who may call what -------------------------------------------------------------------
 
@@ -519,11 +519,6 @@ async def test_webhooks_never_accept_a_bearer_token(world: World, rt: Runtime) -
             assert r.headers["content-type"].startswith("application/problem+json"), path
     assert await count_messages(rt) == stored, "a refused delivery stored something"
     await telegram.aclose()
-
-
-async def count_messages(rt: Runtime) -> int:
-    async with rt.db.session() as s:
-        return int(await s.scalar(select(func.count()).select_from(Message)) or 0)
 
 
 async def test_webchat_takes_visitor_tokens_only(world: World) -> None:

@@ -7,12 +7,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
-from models import Message
 from router.api import create_app
 from router.runtime import Runtime
 from tests.conftest import ADMIN
+from tests.support import factories
 
 
 @pytest.fixture
@@ -43,8 +42,7 @@ def assert_413(r: httpx.Response, limit: int) -> None:
 
 
 async def count_messages(rt: Runtime) -> int:
-    async with rt.db.session() as session:
-        return int(await session.scalar(select(func.count()).where(Message.direction == "in")) or 0)
+    return await factories.count_messages(rt, direction="in")
 
 
 async def test_api_body_under_the_limit_is_taken(small: httpx.AsyncClient, rt: Runtime) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from models import Contact, Conversation, Message, OutboxItem
 from router.runtime import Runtime
 from tests.conftest import ADMIN, auth, make_agent
+from tests.support.factories import count_rows as count
 from tests.support.fakes import FakeClock
 
 
@@ -22,11 +23,6 @@ def body(
         "contact": {"external_id": user, **contact},
         "message": {"external_id": msg, "text": text},
     }
-
-
-async def count(rt: Runtime, model: type) -> int:
-    async with rt.db.session() as s:
-        return int(await s.scalar(select(func.count()).select_from(model)) or 0)
 
 
 async def test_inbound_creates_routed_conversation_and_acknowledges(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from models import Attachment, ContactIdentity, Conversation, Event, Message, OutboxItem
 from router.files import AttachmentStore
@@ -16,13 +16,9 @@ from router.runtime import Runtime
 from router.workers.outbox import OutboxWorker
 from tests.integration.channels.email.conftest import Recorder, post_mail, signed
 from tests.integration.channels.email.support import mail
+from tests.support.factories import count_rows as count
 
 DATA = Path(__file__).parents[3] / "data" / "email"
-
-
-async def count(rt: Runtime, model: type) -> int:
-    async with rt.db.session() as s:
-        return int(await s.scalar(select(func.count()).select_from(model)) or 0)
 
 
 async def messages(rt: Runtime) -> list[Message]:

@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import func, select
 
 from channels.telegram import TelegramChannel
 from channels.telegram.webhook import SECRET_HEADER, api_router
@@ -67,11 +66,6 @@ async def post_update(
 ) -> httpx.Response:
     headers = {SECRET_HEADER: secret} if secret is not None else {}
     return await client.post("/webhooks/telegram", json=update, headers=headers)
-
-
-async def count(rt: Runtime, model: type, *where: Any) -> int:
-    async with rt.db.session() as s:
-        return int(await s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
 
 async def drain(rt: Runtime) -> None:

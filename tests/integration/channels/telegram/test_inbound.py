@@ -19,11 +19,11 @@ from tests.conftest import ADMIN
 from tests.integration.channels.telegram.conftest import (
     LINK_SECRET,
     LUCIA,
-    count,
     drain,
     make_client,
     post_update,
 )
+from tests.support.factories import count_rows as count
 from tests.support.telegram_server import FakeBotAPI, load_update
 
 

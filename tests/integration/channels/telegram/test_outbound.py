@@ -20,7 +20,8 @@ from router.repo.queues import queue_by_name
 from router.runtime import Runtime
 from router.workers.outbox import OutboxWorker
 from tests.conftest import ADMIN, auth, make_agent
-from tests.integration.channels.telegram.conftest import LUCIA, count, drain, post_update
+from tests.integration.channels.telegram.conftest import LUCIA, drain, post_update
+from tests.support.factories import count_rows as count
 from tests.support.fakes import FakeClock
 from tests.support.telegram_server import FakeBotAPI, load_update
 

@@ -13,7 +13,8 @@ from channels.telegram.polling import ALLOWED_UPDATES, Poller, TelegramSetupErro
 from models import Conversation, Message
 from router.runtime import Runtime
 from router.settings import Settings
-from tests.integration.channels.telegram.conftest import LUCIA, SECRET, TOKEN, count
+from tests.integration.channels.telegram.conftest import LUCIA, SECRET, TOKEN
+from tests.support.factories import count_rows as count
 from tests.support.telegram_server import FakeBotAPI, load_update
 
 

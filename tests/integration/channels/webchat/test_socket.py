@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from channels.webchat import WebchatChannel, feed
 from models import ContactIdentity, Event, Message
@@ -15,18 +15,11 @@ from router.runtime import Runtime
 from router.workers.outbox import OutboxWorker
 from tests.conftest import auth, make_agent
 from tests.integration.channels.webchat.conftest import is_type
+from tests.support.factories import count_messages
 
 
 def message_from(direction: str) -> Any:
     return lambda f: f.get("type") == "message" and f.get("direction") == direction
-
-
-async def count_messages(rt: Runtime, **where: Any) -> int:
-    async with rt.db.session() as s:
-        stmt = select(func.count()).select_from(Message)
-        for k, v in where.items():
-            stmt = stmt.where(getattr(Message, k) == v)
-        return int(await s.scalar(stmt) or 0)
 
 
 async def test_message_is_stored_before_ack_and_retries_do_not_duplicate(

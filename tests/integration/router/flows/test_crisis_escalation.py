@@ -26,6 +26,7 @@ from router.runtime import Runtime
 from router.workers.pages import PageWorker
 from router.workers.sweeper import Sweeper
 from tests.conftest import ADMIN, auth, make_agent
+from tests.support.factories import app_inbound as inbound
 from tests.support.fakes import FakeClock
 
 CRISIS = "quiero quitarme la vida"
@@ -65,16 +66,6 @@ def smtp(rt: Runtime, tmp_path: Path) -> Iterator[Inbox]:
         yield inbox
     finally:
         controller.stop()
-
-
-async def inbound(client: httpx.AsyncClient, user: str, msg: str, text: str) -> int:
-    r = await client.post(
-        "/api/v1/inbound",
-        json={"contact": {"external_id": user}, "message": {"external_id": msg, "text": text}},
-        headers=ADMIN,
-    )
-    assert r.status_code == 200, r.text
-    return int(r.json()["conversation_id"])
 
 
 async def conv(client: httpx.AsyncClient, cid: int) -> Any:

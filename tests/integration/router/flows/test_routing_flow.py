@@ -10,17 +10,8 @@ from models import Event, Message
 from router.runtime import Runtime
 from router.workers.sweeper import OFFLINE_GRACE, Sweeper
 from tests.conftest import ADMIN, auth, make_agent
+from tests.support.factories import app_inbound as inbound
 from tests.support.fakes import FakeClock
-
-
-async def inbound(client: httpx.AsyncClient, user: str, msg: str, text: str) -> int:
-    r = await client.post(
-        "/api/v1/inbound",
-        json={"contact": {"external_id": user}, "message": {"external_id": msg, "text": text}},
-        headers=ADMIN,
-    )
-    assert r.status_code == 200, r.text
-    return int(r.json()["conversation_id"])
 
 
 async def outbound(rt: Runtime, cid: int) -> list[Message]:

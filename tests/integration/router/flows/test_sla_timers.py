@@ -15,17 +15,8 @@ from router.flows import ingest
 from router.runtime import Runtime
 from router.workers.sla import SlaScheduler
 from tests.conftest import ADMIN, make_agent
+from tests.support.factories import app_inbound as inbound
 from tests.support.fakes import FakeClock
-
-
-async def inbound(client: httpx.AsyncClient, user: str, msg: str, text: str) -> int:
-    r = await client.post(
-        "/api/v1/inbound",
-        json={"contact": {"external_id": user}, "message": {"external_id": msg, "text": text}},
-        headers=ADMIN,
-    )
-    assert r.status_code == 200
-    return int(r.json()["conversation_id"])
 
 
 async def sla_events(rt: Runtime, conv_id: int | None = None) -> list[tuple[str, str]]:

@@ -1,0 +1,58 @@
+"""How many SQL statements one inbound message costs, counted on the connection (not timed):
+a new conversation, a follow-up, and a new conversation with an agent online. The budgets are
+today's counts, so the ingest path cannot quietly grow back; lower them when a change cuts
+statements (the performance work aims at a handful per message)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+
+from router.runtime import Runtime
+from tests.conftest import make_agent
+from tests.support.factories import app_inbound
+
+# Per backend: PostgreSQL takes row locks SQLite does not need.
+BUDGET = {
+    "new": {"sqlite": 29, "postgresql": 28},
+    "follow_up": {"sqlite": 11, "postgresql": 13},
+    "new_agent_online": {"sqlite": 38, "postgresql": 37},
+}
+
+
+@contextmanager
+def counting(rt: Runtime) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        # Transaction control is not work the message asks for.
+        if statement.split(None, 1)[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
+            seen.append(statement)
+
+    engine = rt.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+async def test_the_statement_count_per_message_stays_within_budget(
+    client: httpx.AsyncClient, rt: Runtime, backend: str
+) -> None:
+    await app_inbound(client, "warm-up", "w1", "hola")  # caches (queues) warm, as in service
+    with counting(rt) as new:
+        await app_inbound(client, "u1", "m1", "quiero cambiar mi cita del jueves")
+    with counting(rt) as follow_up:
+        await app_inbound(client, "u1", "m2", "y otra cosa, la factura")
+    await make_agent(rt, name="Ana", role="agent_l1", languages=["es"], capacity=5)
+    with counting(rt) as with_agent:
+        await app_inbound(client, "u2", "m3", "necesito una cita")
+    counts = {"new": len(new), "follow_up": len(follow_up), "new_agent_online": len(with_agent)}
+    for case, n in counts.items():
+        assert 0 < n <= BUDGET[case][backend], (case, n, BUDGET[case][backend])

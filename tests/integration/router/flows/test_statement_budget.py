@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import event
 
 from router.runtime import Runtime

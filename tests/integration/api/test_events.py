@@ -13,11 +13,18 @@ from router.api import create_app
 from router.runtime import Runtime
 from tests.conftest import ADMIN, auth, make_agent
 from tests.support.server import serve
+from tests.support.waits import wait_for
 
 
 async def read_events(
-    base: str, headers: dict[str, str], n: int, params: dict[str, Any] | None = None
+    base: str,
+    headers: dict[str, str],
+    n: int,
+    params: dict[str, Any] | None = None,
+    connected: asyncio.Event | None = None,
 ) -> list[dict[str, Any]]:
+    """The first `n` events shown; `connected` is set once the response has started, which
+    is after the stream chose its starting point (the handler does before responding)."""
     out: list[dict[str, Any]] = []
     async with (
         httpx.AsyncClient(base_url=base, timeout=10) as c,
@@ -25,6 +32,8 @@ async def read_events(
     ):
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
+        if connected is not None:
+            connected.set()
         current: dict[str, Any] = {}
         async for line in r.aiter_lines():
             if line.startswith("id:"):
@@ -54,8 +63,10 @@ async def post_inbound(base: str, user: str, msg: str, text: str) -> dict[str, A
 
 async def test_stream_delivers_new_events_and_resumes(rt: Runtime) -> None:
     async with serve(create_app(runtime=rt)) as base:
-        reader = asyncio.create_task(read_events(base, ADMIN, 3))
-        await asyncio.sleep(0.3)  # the stream starts "now": connect before the message
+        connected = asyncio.Event()
+        reader = asyncio.create_task(read_events(base, ADMIN, 3, connected=connected))
+        # The stream starts "now": connected before the message.
+        await wait_for(connected.is_set, what="the event stream to be connected")
         created = await post_inbound(base, "u1", "m1", "Quiero una cita")
         events = await asyncio.wait_for(reader, 10)
         assert [e["event"] for e in events][:1] == ["contact.created"]
@@ -157,6 +168,7 @@ async def test_a_revoked_token_ends_its_open_stream(rt: Runtime) -> None:
     agent_id, l1 = await make_agent(rt, name="l1", role="agent_l1", presence="offline")
     async with serve(create_app(runtime=rt)) as base:
         seen: list[str] = []
+        connected = asyncio.Event()
 
         async def listen() -> None:
             async with (
@@ -164,18 +176,21 @@ async def test_a_revoked_token_ends_its_open_stream(rt: Runtime) -> None:
                 c.stream("GET", "/api/v1/events", headers=auth(l1)) as r,
             ):
                 assert r.status_code == 200
+                connected.set()
                 async for line in r.aiter_lines():
                     if line.startswith("event:"):
                         seen.append(line[6:].strip())
 
         reader = asyncio.create_task(listen())
-        await asyncio.sleep(0.3)
+        await wait_for(connected.is_set, what="the agent's event stream to be connected")
         async with httpx.AsyncClient(base_url=base, timeout=10) as c:
             r = await c.delete(f"/api/v1/agents/{agent_id}", headers=ADMIN)
             assert r.status_code in (200, 204)
         seen.clear()  # what the deactivation itself recorded may still arrive
-        await asyncio.sleep(0.5)
-        seen.clear()
+        # Recorded after the revocation (committed with the DELETE's response), while the
+        # stream may still be open: its next read must notice and end instead.
         await post_inbound(base, "c1", "m1", "Quiero cambiar mi cita")
-        await asyncio.wait_for(reader, 10)  # the server ended the stream
+        # The server ended the stream (the positive signal: nothing can arrive afterwards).
+        await wait_for(reader.done, what="the server to end the revoked token's stream")
+        await reader  # and it ended cleanly (a 200 and a closed body)
     assert "message.received" not in seen

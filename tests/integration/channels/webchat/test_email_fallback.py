@@ -22,11 +22,12 @@ from channels.email.adapter import EmailChannel
 from channels.webchat import WebchatChannel, confirm, fallback, feed
 from channels.webchat.tokens import VisitorClaims, sign
 from models import Contact, ContactIdentity, Event, Message
-from router.outbox import OutboxWorker
 from router.runtime import Runtime
+from router.workers.outbox import OutboxWorker
 from tests.conftest import ADMIN, auth, make_agent
 from tests.integration.channels.email.conftest import FROM, Recorder, free_port
 from tests.integration.channels.webchat.conftest import is_type
+from tests.support.waits import wait_for
 
 PUBLIC = "https://careline.example"
 ADDR = "lucia@example.org"
@@ -66,14 +67,32 @@ def email_channel(rt: Runtime, tmp_path: Path, smtp: Smtp) -> EmailChannel:
     return adapter
 
 
-async def mails(smtp: Smtp, n: int, wait_s: float = 5.0) -> list[EmailMessage]:
+async def mails(smtp: Smtp, n: int, wait_s: float = 10.0) -> list[EmailMessage]:
     """The first `n` accepted mails (the confirmation is sent after the response)."""
-    for _ in range(int(wait_s / 0.02)):
-        if len(smtp.messages) >= n:
-            break
-        await asyncio.sleep(0.02)
-    assert len(smtp.messages) >= n, "mail not received"
+    await wait_for(lambda: len(smtp.messages) >= n, timeout=wait_s, what=f"{n} mail(s) received")
     return [m for _, _, m in smtp.messages]
+
+
+def _requests_in_flight() -> int:
+    """HTTP requests the in-process server (uvicorn, on this event loop) is still handling.
+
+    A response's background tasks (the confirmation mail) run in its request's task after the
+    response is sent: none in flight means every mail a request could send has been sent (or
+    refused) already. uvicorn names the task's coroutine the same in all its HTTP protocols.
+    """
+    return sum(
+        1
+        for t in asyncio.all_tasks()
+        if not t.done()
+        and getattr(t.get_coro(), "__qualname__", "") == "RequestResponseCycle.run_asgi"
+    )
+
+
+async def server_idle() -> None:
+    await wait_for(
+        lambda: _requests_in_flight() == 0,
+        what="the server to finish its requests and their background tasks",
+    )
 
 
 def link_in(mail: EmailMessage) -> str:
@@ -162,7 +181,7 @@ async def test_confirmation_mail_link_confirms_once_and_idempotently(
     for body in ({"token": v.token}, {"token": v.token, "email": ADDR}):
         r = await http.post("/webchat/sessions", json=body)
         assert r.status_code == 201
-    await asyncio.sleep(0.3)
+    await server_idle()  # they had their chance to mail (after their responses)
     assert len(smtp.messages) == 1
 
     # Opening the link (as a mail scanner would) only shows the button.
@@ -195,9 +214,13 @@ async def test_failed_confirmation_mail_does_not_fail_the_session(
     smtp.rcpt_reply.append("550 no such user")
     v = await new_visitor(email=ADDR)
     assert v.token
-    await asyncio.sleep(0.3)
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "confirmation not sent" in r.getMessage()]
+
+    # The attempt is over once it is logged (the refusal came at RCPT, before any DATA).
+    warned = await wait_for(warnings, what="the failed confirmation to be logged")
     assert smtp.messages == []
-    warned = [r.getMessage() for r in caplog.records if "confirmation not sent" in r.getMessage()]
     assert warned
     assert all("lucia" not in w for w in warned)
 
@@ -320,10 +343,12 @@ async def test_reply_a_socket_showed_is_not_mailed(
     sock = await v.socket(since=live - 1)  # reconnects, is sent both
     got = await sock.until(lambda f: f.get("id") == offline)
     assert got["text"] == "replayed reply"
-    for _ in range(100):  # recorded just after the send
-        if feed.SHOWN in await meta(rt, offline):
-            break
-        await asyncio.sleep(0.05)
+
+    async def offline_shown() -> bool:
+        return feed.SHOWN in await meta(rt, offline)
+
+    # Recorded just after the send.
+    await wait_for(offline_shown, what="the replayed reply to be recorded as shown")
     assert feed.SHOWN in await meta(rt, offline)
     assert feed.SHOWN in await meta(rt, live)
     await sock.close()
@@ -347,8 +372,9 @@ async def test_unverified_email_never_receives_a_copy(
     clock.advance(seconds=300)
     assert await fallback.mail_unseen_replies(rt) == 0
     assert (await meta(rt, reply_id))["fallback"] == "skipped:no_verified_email"
+    # The sweep awaits its deliveries: whatever it sent, the SMTP server has accepted.
     await OutboxWorker(rt).run_once()
-    await asyncio.sleep(0.2)
+    await server_idle()  # and no request's background task is still mailing
     assert len(smtp.messages) == 1
     assert await email_copies(rt) == []
 

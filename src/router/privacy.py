@@ -32,6 +32,8 @@ from models import (
     SlaTimer,
 )
 from router import contacts, events, flows
+from router.desk import audit as desk_audit
+from router.desk import search as desk_search
 from router.errors import Conflict, NotFound
 
 ERASED = "[erased]"
@@ -182,6 +184,8 @@ async def export(session: AsyncSession, contact_id: int) -> dict[str, Any]:
             }
             for c in convs
         ],
+        # Who read the person's messages and record, when and from where (router.desk.audit).
+        "read_audit": [desk_audit.as_dict(r) for r in await desk_audit.for_contacts(session, ids)],
         "events": [
             {
                 "id": e.id,
@@ -292,6 +296,10 @@ async def erase(
     await session.execute(
         update(Contact).where(Contact.id.in_(ids)).values(name=None, attributes={}, updated_at=now)
     )
+    # The search index and the read audit (router.desk): no stems of the texts stay; the
+    # audit keeps who read when, without the detail.
+    await desk_search.forget(session, conv_ids, ids)
+    await desk_audit.anonymise(session, ids)
     summary = {
         "files": len(files),
         "contacts": len(ids),

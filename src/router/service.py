@@ -57,6 +57,12 @@ async def readable_queue_ids(session: AsyncSession, p: Principal) -> list[int]:
     return list(await session.scalars(select(Queue.id).where(Queue.tier <= p.max_tier)))
 
 
+async def visible_conversations(session: AsyncSession, p: Principal) -> ColumnElement[bool]:
+    """The conversations the caller may read: the one rule the list, search and reports use."""
+    visible = await readable_queue_ids(session, p)
+    return or_(Conversation.queue_id.in_(visible), Conversation.queue_id.is_(None))
+
+
 async def get_conversation(
     session: AsyncSession, p: Principal, conv_id: int, *, for_update: bool = False
 ) -> Conversation:
@@ -109,10 +115,9 @@ async def list_conversations(
     tag: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
+    oldest_first: bool = False,
 ) -> tuple[list[Conversation], str | None]:
-    stmt = select(Conversation)
-    visible = await readable_queue_ids(session, p)
-    stmt = stmt.where(or_(Conversation.queue_id.in_(visible), Conversation.queue_id.is_(None)))
+    stmt = select(Conversation).where(await visible_conversations(session, p))
     if status:
         stmt = stmt.where(Conversation.status.in_(status.split(",")))
     if queue:
@@ -134,10 +139,11 @@ async def list_conversations(
         stmt = stmt.where(Conversation.contact_id == contact_id)
     after = decode_cursor(cursor)
     if after is not None:
-        stmt = stmt.where(Conversation.id < after)
+        stmt = stmt.where(Conversation.id > after if oldest_first else Conversation.id < after)
     if tag:
         stmt = stmt.where(_has_tag(session, tag))
-    rows = list(await session.scalars(stmt.order_by(Conversation.id.desc()).limit(limit + 1)))
+    order = Conversation.id if oldest_first else Conversation.id.desc()
+    rows = list(await session.scalars(stmt.order_by(order).limit(limit + 1)))
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1].id) if len(rows) > limit else None
     return page, next_cursor

@@ -21,7 +21,9 @@ from router import __version__, callbacks, language, learned, notify
 from router.api import problems
 from router.api.limits import BodyLimitMiddleware
 from router.api.routes import agents, contacts, conversations, events, health, inbound, queues
+from router.api.routes import audit as audit_routes
 from router.api.routes import callbacks as callbacks_routes
+from router.api.routes import search as search_routes
 from router.api.transport import TransportMiddleware
 from router.bootstrap import build_runtime, sync_queues
 from router.outbox import OutboxWorker
@@ -133,6 +135,8 @@ def create_app(
         contacts,
         events,
         callbacks_routes,
+        search_routes,
+        audit_routes,
         calls_webhooks,
         telegram_webhook,
         email_webhook,

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from typing import Literal
+
+from fastapi import APIRouter, Query, Request
 
 from models.schemas import (
     MAX_ID,
@@ -15,6 +17,7 @@ from models.schemas import (
 )
 from router import service
 from router.api.deps import AgentDep, IdPath, RuntimeDep, SessionDep
+from router.desk import audit
 
 api_router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
 
@@ -39,10 +42,14 @@ async def list_conversations(
     channel: str | None = Query(default=None, pattern=r"^(telegram|webchat|email|calls|app)$"),
     contact_id: int | None = Query(default=None, ge=1, le=MAX_ID),
     tag: str | None = Query(default=None, max_length=64),
+    sort: Literal["-created_at", "created_at"] = Query(
+        default="-created_at", description="-created_at (newest first, default) or created_at"
+    ),
     cursor: str | None = Query(default=None, max_length=64),
     limit: int = Query(default=50, ge=1, le=200),
 ) -> Page[ConversationRead]:
-    """Newest first, filtered to the queues the caller may read."""
+    """Newest first (or oldest with `sort=created_at`), filtered to the queues the caller
+    may read."""
     convs, next_cursor = await service.list_conversations(
         session,
         p,
@@ -55,6 +62,7 @@ async def list_conversations(
         tag=tag,
         cursor=cursor,
         limit=limit,
+        oldest_first=sort == "created_at",
     )
     return Page(items=await service.conversation_reads(session, rt, convs), next_cursor=next_cursor)
 
@@ -71,12 +79,26 @@ async def get_conversation(
 async def list_messages(
     conversation_id: IdPath,
     p: AgentDep,
+    rt: RuntimeDep,
     session: SessionDep,
+    request: Request,
+    sort: Literal["created_at"] = Query(
+        default="created_at", description="created_at: oldest first, like a chat history"
+    ),
     cursor: str | None = Query(default=None, max_length=64),
     limit: int = Query(default=100, ge=1, le=500),
 ) -> Page[MessageRead]:
-    """Oldest first, internal notes included (agents only ever)."""
+    """Oldest first, internal notes included (agents only ever). Each read is audited."""
     conv = await service.get_conversation(session, p, conversation_id)
+    audit.record(
+        session,
+        request,
+        p,
+        "conversation.messages",
+        now=rt.now(),
+        contact_id=conv.contact_id,
+        conversation_id=conv.id,
+    )
     items, next_cursor = await service.list_messages(session, conv, cursor=cursor, limit=limit)
     return Page(items=items, next_cursor=next_cursor)
 

@@ -1,0 +1,1 @@
+"""Support-desk features (issue 17): search, tags, canned replies, reports, read audit."""

@@ -1,0 +1,444 @@
+"""Full-text search over message texts, subjects and contacts (names and identities).
+
+Indexing happens in one place: a session `after_flush` hook (`IndexingSession`) writes the
+index rows of every message, subject and contact the flush wrote, in the same transaction, so
+whatever path stores a message (any channel's ingest, a reply, a note, an acknowledgement, an
+edit) makes it searchable, and a rolled-back savepoint takes its index rows with it.
+
+- PostgreSQL: `tsvector` per document with the language's own configuration (`spanish`,
+  `russian`, `english`; `simple` for contacts and unknown languages). Accent folding is
+  `textnorm.normalise` applied in Python and indexed next to the original: the Snowball
+  stemmers know accented suffixes ("medicación" → "medic") that a folded word lacks
+  ("medicacion" → "medicacion"), so folding first (the `unaccent` way) would lose inflections.
+  It also needs no extension (`unaccent` is a per-database CREATE the service account may
+  not have).
+- SQLite: an FTS5 table of the same stems, computed in Python by `textnorm.stem_forms` (the
+  Snowball stemmers routing already uses), ranked with bm25.
+
+Visibility is the conversation list's (`service.visible_conversations`): a hit is returned
+only when its conversation is readable by the caller; a contact hit only when the caller may
+read the contact (`service.require_visible_contact`'s rule).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    cast,
+    column,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    table,
+    text,
+)
+from sqlalchemy.dialects.postgresql import REGCONFIG
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, UOWTransaction
+from sqlalchemy.orm.attributes import get_history
+
+from models import Contact, ContactIdentity, Conversation, Message, SearchDocument
+from router import textnorm
+from router.auth import Principal
+from router.errors import InvalidInput
+
+MAX_QUERY_CHARS = 200
+MAX_QUERY_WORDS = 12
+MAX_OFFSET = 1000  # ranked paging goes this deep; refine the query beyond
+# Index at most this much of one text: cost per message stays bounded whatever its length.
+MAX_INDEXED_CHARS = 20_000
+STEM_LANGS = ("es", "ru", "en")
+PG_CONFIGS = {"es": "spanish", "ru": "russian", "en": "english"}
+SORTS = ("relevance", "-created_at", "created_at")
+_WORD = re.compile(r"[^\W_]+")
+_fts = table("search_fts", column("rowid"), column("terms"))
+_docs: Table = SearchDocument.__table__  # type: ignore[assignment]
+
+
+# --- what goes into the index -------------------------------------------------------------
+
+
+def _words(value: str) -> list[str]:
+    return [w[: textnorm.MAX_TOKEN_LEN] for w in _WORD.findall(value[:MAX_INDEXED_CHARS])]
+
+
+def doc_terms(value: str, language: str | None) -> str:
+    """SQLite terms of a text: each word's folded form and its stems (accented and folded)
+    in the text's language, or in every stemmed language when it is unknown."""
+    langs = (language,) if language in STEM_LANGS else STEM_LANGS
+    terms: dict[str, None] = {}
+    for w in _words(value):
+        terms[textnorm.normalise(w)] = None
+        for lang in langs:
+            for s in textnorm.stem_forms(w, lang):
+                terms[s] = None
+    return " ".join(terms)
+
+
+def _pg_config(language: str | None) -> str:
+    return PG_CONFIGS.get(language or "", "simple")
+
+
+def _tsvector(value: str, language: str | None) -> ColumnElement[Any]:
+    cfg = cast(_pg_config(language), REGCONFIG)
+    value = value[:MAX_INDEXED_CHARS]
+    return func.to_tsvector(cfg, value).op("||")(func.to_tsvector(cfg, textnorm.normalise(value)))
+
+
+def _write(
+    conn: Connection,
+    *,
+    kind: str,
+    value: str,
+    language: str | None,
+    created_at: datetime,
+    conversation_id: int | None = None,
+    message_id: int | None = None,
+    contact_id: int | None = None,
+) -> None:
+    if not value.strip():
+        return
+    row = {
+        "kind": kind,
+        "conversation_id": conversation_id,
+        "message_id": message_id,
+        "contact_id": contact_id,
+        "language": language,
+        "created_at": created_at,
+    }
+    if conn.dialect.name == "postgresql":
+        conn.execute(insert(_docs).values(**row, tsv=_tsvector(value, language)))
+        return
+    doc_id = conn.execute(insert(_docs).values(**row).returning(_docs.c.id)).scalar_one()
+    conn.execute(insert(_fts).values(rowid=doc_id, terms=doc_terms(value, language)))
+
+
+def _drop(conn: Connection, where: ColumnElement[bool]) -> None:
+    if conn.dialect.name == "sqlite":
+        conn.execute(delete(_fts).where(_fts.c.rowid.in_(select(_docs.c.id).where(where))))
+    conn.execute(delete(_docs).where(where))
+
+
+def _changed(obj: object, *attrs: str) -> bool:
+    return any(get_history(obj, a).has_changes() for a in attrs)
+
+
+def _index_flush(session: Session, _flush: UOWTransaction) -> None:
+    messages: dict[int, Message] = {}
+    subjects: dict[int, Conversation] = {}
+    contacts: set[int] = set()
+    for obj in session.new:
+        if isinstance(obj, Message):
+            messages[obj.id] = obj
+        elif isinstance(obj, Conversation) and obj.subject:
+            subjects[obj.id] = obj
+        elif isinstance(obj, Contact) and obj.name:
+            contacts.add(obj.id)
+        elif isinstance(obj, ContactIdentity):
+            contacts.add(obj.contact_id)
+    for obj in session.dirty:
+        if isinstance(obj, Message) and _changed(obj, "text", "language"):
+            messages[obj.id] = obj
+        elif isinstance(obj, Conversation) and _changed(obj, "subject", "language"):
+            subjects[obj.id] = obj
+        elif isinstance(obj, Contact) and _changed(obj, "name"):
+            contacts.add(obj.id)
+        elif isinstance(obj, ContactIdentity) and _changed(obj, "contact_id", "value"):
+            hist = get_history(obj, "contact_id")
+            contacts.update(i for i in (*hist.deleted, obj.contact_id) if i is not None)
+    for obj in session.deleted:
+        if isinstance(obj, ContactIdentity):
+            contacts.add(obj.contact_id)
+    if not (messages or subjects or contacts):
+        return
+    conn = session.connection()
+    if messages:
+        _drop(conn, _docs.c.message_id.in_(list(messages)))
+        # Replies and notes carry no language of their own: they are in the conversation's.
+        cv = Conversation.__table__
+        unknown = {m.conversation_id for m in messages.values() if m.language is None}
+        conv_lang = dict(
+            conn.execute(select(cv.c.id, cv.c.language).where(cv.c.id.in_(unknown))).all()
+            if unknown
+            else []
+        )
+        for m in messages.values():
+            if m.text:
+                _write(
+                    conn,
+                    kind="message",
+                    value=m.text,
+                    language=m.language or conv_lang.get(m.conversation_id),
+                    created_at=m.created_at,
+                    conversation_id=m.conversation_id,
+                    message_id=m.id,
+                )
+    if subjects:
+        _drop(conn, and_(_docs.c.kind == "subject", _docs.c.conversation_id.in_(list(subjects))))
+        for c in subjects.values():
+            if c.subject:
+                _write(
+                    conn,
+                    kind="subject",
+                    value=c.subject,
+                    language=c.language,
+                    created_at=c.created_at,
+                    conversation_id=c.id,
+                )
+    if contacts:
+        _index_contacts(conn, sorted(contacts))
+
+
+def _index_contacts(conn: Connection, ids: Sequence[int]) -> None:
+    _drop(conn, and_(_docs.c.kind == "contact", _docs.c.contact_id.in_(ids)))
+    ct = Contact.__table__
+    it = ContactIdentity.__table__
+    names = {
+        r.id: (r.name, r.created_at)
+        for r in conn.execute(select(ct.c.id, ct.c.name, ct.c.created_at).where(ct.c.id.in_(ids)))
+    }
+    values: dict[int, list[str]] = {}
+    for r in conn.execute(select(it.c.contact_id, it.c.value).where(it.c.contact_id.in_(ids))):
+        values.setdefault(r.contact_id, []).append(r.value)
+    for cid, (name, created_at) in names.items():
+        idents = values.get(cid, [])
+        # Phone numbers also as digits only: "+34 600…" and "34600…" both find them.
+        digits = [re.sub(r"\D", "", v) for v in idents if v.startswith("+")]
+        value = " ".join([name or "", *idents, *digits])
+        _write(
+            conn,
+            kind="contact",
+            value=value,
+            language=None,
+            created_at=created_at,
+            contact_id=cid,
+        )
+
+
+class IndexingSession(Session):
+    """The service's session class: every flush keeps the search index in step."""
+
+
+event.listen(IndexingSession, "after_flush", _index_flush)
+
+
+async def forget(
+    session: AsyncSession, conversation_ids: Sequence[int], contact_ids: Sequence[int]
+) -> int:
+    """Erasure: drop every index row of these conversations and contacts. Returns how many."""
+    await session.flush()
+    where = or_(
+        _docs.c.conversation_id.in_(list(conversation_ids)),
+        _docs.c.contact_id.in_(list(contact_ids)),
+    )
+    n = int(await session.scalar(select(func.count()).select_from(_docs).where(where)) or 0)
+    await session.run_sync(lambda s: _drop(s.connection(), where))
+    return n
+
+
+async def backfill(session: AsyncSession) -> None:
+    """Index everything already stored (tests of the migration's backfill use it too)."""
+    await session.run_sync(lambda s: backfill_sync(s.connection()))
+
+
+def backfill_sync(conn: Connection) -> None:
+    """Used by migration 0007: index every stored message, subject and contact, in batches."""
+    mt = Message.__table__
+    cvt = Conversation.__table__
+    last = 0
+    while True:
+        rows = conn.execute(
+            select(
+                mt.c.id,
+                mt.c.conversation_id,
+                mt.c.text,
+                func.coalesce(mt.c.language, cvt.c.language).label("language"),
+                mt.c.created_at,
+            )
+            .join(cvt, cvt.c.id == mt.c.conversation_id)
+            .where(mt.c.id > last, mt.c.text != "", mt.c.text != "[erased]")
+            .order_by(mt.c.id)
+            .limit(500)
+        ).all()
+        if not rows:
+            break
+        for r in rows:
+            _write(
+                conn,
+                kind="message",
+                value=r.text,
+                language=r.language,
+                created_at=r.created_at,
+                conversation_id=r.conversation_id,
+                message_id=r.id,
+            )
+        last = rows[-1].id
+    cv = Conversation.__table__
+    subjects = conn.execute(
+        select(cv.c.id, cv.c.subject, cv.c.language, cv.c.created_at).where(
+            cv.c.subject.is_not(None)
+        )
+    ).all()
+    for s in subjects:
+        _write(
+            conn,
+            kind="subject",
+            value=s.subject,
+            language=s.language,
+            created_at=s.created_at,
+            conversation_id=s.id,
+        )
+    ids = [r[0] for r in conn.execute(select(Contact.__table__.c.id)).all()]
+    for i in range(0, len(ids), 500):
+        _index_contacts(conn, ids[i : i + 500])
+
+
+# --- querying ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hit:
+    kind: str
+    conversation_id: int | None
+    message_id: int | None
+    contact_id: int | None
+    created_at: datetime
+    score: float
+
+
+def query_words(q: str) -> list[str]:
+    words = _words(q)
+    if not q.strip() or not words:
+        raise InvalidInput("q must contain at least one word")
+    if len(q) > MAX_QUERY_CHARS:
+        raise InvalidInput(f"q is longer than {MAX_QUERY_CHARS} characters")
+    if len(words) > MAX_QUERY_WORDS:
+        raise InvalidInput(f"q has more than {MAX_QUERY_WORDS} words")
+    return words
+
+
+def fts_query(words: Iterable[str]) -> str:
+    """An FTS5 MATCH expression: every word, each as any of its forms (folded, stems)."""
+    groups = []
+    for w in words:
+        forms = {textnorm.normalise(w)}
+        for lang in STEM_LANGS:
+            forms |= textnorm.stem_forms(w, lang)
+        groups.append("(" + " OR ".join(f'"{f}"' for f in sorted(forms) if f) + ")")
+    return " AND ".join(groups)
+
+
+def _pg_query(q: str) -> ColumnElement[Any]:
+    """Any language's reading of the query, as typed and accent-folded (constant: GIN-usable)."""
+    folded = textnorm.normalise(q)
+    parts = [
+        func.websearch_to_tsquery(cast(cfg, REGCONFIG), value)
+        for cfg in (*PG_CONFIGS.values(), "simple")
+        for value in dict.fromkeys((q, folded))
+    ]
+    combined: ColumnElement[Any] = parts[0]
+    for part in parts[1:]:
+        combined = combined.op("||")(part)
+    return combined
+
+
+def decode_offset(cursor: str | None) -> int:
+    from router import service
+
+    offset = service.decode_cursor(cursor) or 0
+    if offset > MAX_OFFSET:
+        raise InvalidInput(f"search pages stop at {MAX_OFFSET} results; refine the query")
+    return offset
+
+
+async def search(
+    session: AsyncSession,
+    p: Principal,
+    q: str,
+    *,
+    kinds: Sequence[str] = ("message", "subject", "contact"),
+    sort: str = "relevance",
+    offset: int = 0,
+    limit: int = 20,
+) -> tuple[list[Hit], int | None]:
+    """One page of hits the caller may read, and the next page's offset (None at the end)."""
+    from router import service
+
+    words = query_words(q)
+    dialect = session.get_bind().dialect.name
+    d = SearchDocument
+    visible_conv = d.conversation_id.in_(
+        select(Conversation.id).where(await service.visible_conversations(session, p))
+    )
+    if p.max_tier >= 2:
+        visible_contact: ColumnElement[bool] = d.kind == "contact"
+    else:
+        visible_contact = and_(
+            d.kind == "contact",
+            exists(
+                select(1).where(
+                    Conversation.contact_id == d.contact_id,
+                    await service.visible_conversations(session, p),
+                )
+            ),
+        )
+    if dialect == "postgresql":
+        tsq = _pg_query(q)
+        score: ColumnElement[Any] = func.ts_rank_cd(d.tsv, tsq)
+        stmt = select(d, score.label("score")).where(d.tsv.op("@@")(tsq))
+    else:
+        score = -func.bm25(literal_column("search_fts"))
+        stmt = (
+            select(d, score.label("score"))
+            .join(_fts, _fts.c.rowid == d.id)
+            .where(text("search_fts MATCH :fq").bindparams(fq=fts_query(words)))
+        )
+    stmt = stmt.where(d.kind.in_(list(kinds)), or_(visible_conv, visible_contact))
+    if sort == "relevance":
+        stmt = stmt.order_by(score.desc(), d.id.desc())
+    elif sort == "-created_at":
+        stmt = stmt.order_by(d.created_at.desc(), d.id.desc())
+    else:
+        stmt = stmt.order_by(d.created_at, d.id)
+    rows = (await session.execute(stmt.offset(offset).limit(limit + 1))).all()
+    hits = [
+        Hit(
+            kind=doc.kind,
+            conversation_id=doc.conversation_id,
+            message_id=doc.message_id,
+            contact_id=doc.contact_id,
+            created_at=doc.created_at,
+            score=float(s or 0.0),
+        )
+        for doc, s in rows[:limit]
+    ]
+    more = len(rows) > limit and offset + limit < MAX_OFFSET
+    return hits, (offset + limit if more else None)
+
+
+def excerpt(value: str, words: Sequence[str], width: int = 160) -> str:
+    """A window of the text around the first word of the query that occurs in it."""
+    folded = textnorm.normalise(value)
+    at = -1
+    for w in words:
+        stem = textnorm.normalise(w)[: max(3, len(w) - 3)]
+        at = folded.find(stem)
+        if at >= 0:
+            break
+    start = max(0, at - width // 3) if at >= 0 else 0
+    cut = value[start : start + width]
+    return ("…" if start else "") + cut + ("…" if start + width < len(value) else "")

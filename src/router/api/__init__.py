@@ -24,6 +24,7 @@ from router.api.routes import agents, contacts, conversations, events, health, i
 from router.api.routes import audit as audit_routes
 from router.api.routes import callbacks as callbacks_routes
 from router.api.routes import search as search_routes
+from router.api.routes import tags as tags_routes
 from router.api.transport import TransportMiddleware
 from router.bootstrap import build_runtime, sync_queues
 from router.outbox import OutboxWorker
@@ -136,6 +137,7 @@ def create_app(
         events,
         callbacks_routes,
         search_routes,
+        tags_routes,
         audit_routes,
         calls_webhooks,
         telegram_webhook,

@@ -23,6 +23,7 @@ from router.api.limits import BodyLimitMiddleware
 from router.api.routes import agents, contacts, conversations, events, health, inbound, queues
 from router.api.routes import audit as audit_routes
 from router.api.routes import callbacks as callbacks_routes
+from router.api.routes import canned as canned_routes
 from router.api.routes import search as search_routes
 from router.api.routes import tags as tags_routes
 from router.api.transport import TransportMiddleware
@@ -138,6 +139,7 @@ def create_app(
         callbacks_routes,
         search_routes,
         tags_routes,
+        canned_routes,
         audit_routes,
         calls_webhooks,
         telegram_webhook,

@@ -24,6 +24,7 @@ from router.api.routes import agents, contacts, conversations, events, health, i
 from router.api.routes import audit as audit_routes
 from router.api.routes import callbacks as callbacks_routes
 from router.api.routes import canned as canned_routes
+from router.api.routes import reports as reports_routes
 from router.api.routes import search as search_routes
 from router.api.routes import tags as tags_routes
 from router.api.transport import TransportMiddleware
@@ -140,6 +141,7 @@ def create_app(
         search_routes,
         tags_routes,
         canned_routes,
+        reports_routes,
         audit_routes,
         calls_webhooks,
         telegram_webhook,

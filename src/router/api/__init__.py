@@ -9,7 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from channels.calls import webhooks as calls_webhooks
 from channels.email import webhook as email_webhook
@@ -20,6 +20,7 @@ from channels.webchat.fallback import run_fallback
 from router import __version__, callbacks, language, learned, notify
 from router.api import problems
 from router.api.limits import BodyLimitMiddleware
+from router.api.query import reject_unknown_query
 from router.api.routes import agents, contacts, conversations, events, health, inbound, queues
 from router.api.routes import audit as audit_routes
 from router.api.routes import callbacks as callbacks_routes
@@ -149,5 +150,6 @@ def create_app(
         webchat_routes,
     )
     for module in modules if role != "worker" else (health,):
-        app.include_router(module.api_router)
+        # Unknown query parameters on /api/ routes answer 422 (router.api.query).
+        app.include_router(module.api_router, dependencies=[Depends(reject_unknown_query)])
     return app

@@ -93,6 +93,9 @@ async def list_callbacks(
     session: SessionDep,
     queue: str | None = Query(default=None, max_length=64),
     status: StatusFilter = "open",
+    sort: Literal["created_at", "-created_at"] = Query(
+        default="created_at", description="created_at (oldest first, default) or -created_at"
+    ),
     cursor: str | None = Query(default=None, max_length=64),
     limit: int = Query(default=50, ge=1, le=200),
 ) -> Page[CallbackRead]:
@@ -108,10 +111,12 @@ async def list_callbacks(
         stmt = stmt.where(CallbackRequest.status == status)
     if queue:
         stmt = stmt.where(Queue.name == queue)
+    newest = sort == "-created_at"
     after = service.decode_cursor(cursor)
     if after is not None:
-        stmt = stmt.where(CallbackRequest.id > after)
-    rows = (await session.execute(stmt.order_by(CallbackRequest.id).limit(limit + 1))).all()
+        stmt = stmt.where(CallbackRequest.id < after if newest else CallbackRequest.id > after)
+    order = CallbackRequest.id.desc() if newest else CallbackRequest.id
+    rows = (await session.execute(stmt.order_by(order).limit(limit + 1))).all()
     page = rows[:limit]
     now = rt.now()
     return Page(

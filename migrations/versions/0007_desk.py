@@ -58,9 +58,7 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_search_documents_message_id"), "search_documents", ["message_id"])
     op.create_index("ix_search_documents_contact_id", "search_documents", ["contact_id"])
-    op.create_index(
-        "ix_search_documents_tsv", "search_documents", ["tsv"], postgresql_using="gin"
-    )
+    op.create_index("ix_search_documents_tsv", "search_documents", ["tsv"], postgresql_using="gin")
     if op.get_bind().dialect.name == "sqlite":
         op.execute(FTS_DDL)
 

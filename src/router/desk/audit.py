@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import ReadAudit
 from router.auth import Principal
 
-ACTIONS = ("conversation.messages", "contact", "contact.export", "search")
+ACTIONS = ("conversation", "conversation.messages", "contact", "contact.export", "search")
 ERASED = "[erased]"
 CSV_FIELDS = (
     "id",

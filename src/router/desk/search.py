@@ -155,8 +155,10 @@ def _index_flush(session: Session, _flush: UOWTransaction) -> None:
             messages[obj.id] = obj
         elif isinstance(obj, Conversation) and _changed(obj, "subject", "language"):
             subjects[obj.id] = obj
-        elif isinstance(obj, Contact) and _changed(obj, "name"):
-            contacts.add(obj.id)
+        elif isinstance(obj, Contact) and _changed(obj, "name", "merged_into_id"):
+            # A merge moves identities with a bulk UPDATE before it marks the tombstone, so
+            # both contacts are re-read here, after the move.
+            contacts.update(i for i in (obj.id, obj.merged_into_id) if i is not None)
         elif isinstance(obj, ContactIdentity) and _changed(obj, "contact_id", "value"):
             hist = get_history(obj, "contact_id")
             contacts.update(i for i in (*hist.deleted, obj.contact_id) if i is not None)

@@ -24,6 +24,7 @@ async def test_reads_are_recorded_with_who_when_and_where(
     sup_id, sup = await make_agent(rt, name="sup", role="supervisor", presence="offline")
     conv = await inbound(client, BOOKING, user="u1", msg="m1", name="Ana Ruiz")
     h = {**auth(l1), "User-Agent": "console/1.0"}
+    assert (await client.get(f"/api/v1/conversations/{conv['id']}", headers=h)).is_success
     assert (await client.get(f"/api/v1/conversations/{conv['id']}/messages", headers=h)).is_success
     assert (await client.get(f"/api/v1/contacts/{conv['contact_id']}", headers=h)).is_success
     assert (await client.get("/api/v1/search", params={"q": "cita"}, headers=h)).is_success
@@ -39,21 +40,23 @@ async def test_reads_are_recorded_with_who_when_and_where(
         "/api/v1/audit/reads", params={"contact_id": conv["contact_id"]}, headers=ADMIN
     )
     assert r.status_code == 200, r.text
-    items = r.json()["items"]
+    # (The admin token's reads of each new conversation, by the test's helper, are left out.)
+    items = [i for i in r.json()["items"] if i["agent_id"] is not None]
     assert [(i["agent_id"], i["action"]) for i in items] == [
+        (l1_id, "conversation"),
         (l1_id, "conversation.messages"),
         (l1_id, "contact"),
         (l1_id, "search"),
         (sup_id, "contact.export"),
     ]
-    assert items[0]["conversation_id"] == conv["id"]
-    assert items[0]["user_agent"] == "console/1.0"
-    assert items[0]["client_ip"]
-    assert items[2]["detail"] == "cita"
+    assert items[1]["conversation_id"] == conv["id"]
+    assert items[1]["user_agent"] == "console/1.0"
+    assert items[1]["client_ip"]
+    assert items[3]["detail"] == "cita"
     other_reads = await client.get(
         "/api/v1/audit/reads", params={"contact_id": other["contact_id"]}, headers=ADMIN
     )
-    assert other_reads.json()["items"] == []
+    assert [i["agent_id"] for i in other_reads.json()["items"]] == [None]  # the helper's
 
     exported = await client.get(
         "/api/v1/audit/reads/export", params={"contact_id": conv["contact_id"]}, headers=ADMIN
@@ -61,7 +64,7 @@ async def test_reads_are_recorded_with_who_when_and_where(
     assert exported.status_code == 200
     assert exported.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(exported.text)))
-    assert [r["action"] for r in rows] == [i["action"] for i in items]
+    assert [r["action"] for r in rows if r["agent_id"]] == [i["action"] for i in items]
 
 
 async def test_only_admins_read_the_audit(client: httpx.AsyncClient, rt: Runtime) -> None:
@@ -79,7 +82,8 @@ async def test_the_audit_survives_erasure_anonymised_and_is_in_the_export(
     await client.get(f"/api/v1/conversations/{conv['id']}/messages", headers=auth(l2))
     await client.get("/api/v1/search", params={"q": "Ana Ruiz"}, headers=auth(l2))
     export = await client.get(f"/api/v1/contacts/{conv['contact_id']}/export", headers=ADMIN)
-    assert [(r["agent_id"], r["action"]) for r in export.json()["read_audit"]] == [
+    trail = export.json()["read_audit"]
+    assert [(r["agent_id"], r["action"]) for r in trail if r["agent_id"]] == [
         (l2_id, "conversation.messages"),
         (l2_id, "search"),
     ]
@@ -94,9 +98,9 @@ async def test_the_audit_survives_erasure_anonymised_and_is_in_the_export(
             )
         )
     # The trail stays: who, when, from where, which action; the query naming her goes.
-    assert [(r.agent_id, r.action) for r in rows][:2] == [
+    assert [(r.agent_id, r.action) for r in rows if r.agent_id][:2] == [
         (l2_id, "conversation.messages"),
         (l2_id, "search"),
     ]
     assert all("Ana" not in (r.detail or "") for r in rows)
-    assert rows[1].detail == "[erased]"
+    assert [r.detail for r in rows if r.action == "search"] == ["[erased]"]

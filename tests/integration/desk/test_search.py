@@ -66,6 +66,19 @@ async def test_contacts_by_name_phone_and_subject_like_identities(
         assert hits[0]["kind"] == "contact"
 
 
+async def test_a_merged_contact_is_found_as_the_one_it_joined(client: httpx.AsyncClient) -> None:
+    keep = await inbound(client, "Hola", user="app-1", msg="m1", name="Lucía Fernández")
+    other = await inbound(client, "Hola otra vez", user="app-2", msg="m2", name="Lucy F")
+    r = await client.post(
+        f"/api/v1/contacts/{keep['contact_id']}/merge",
+        json={"other_contact_id": other["contact_id"]},
+        headers=ADMIN,
+    )
+    assert r.status_code == 200, r.text
+    hits = await search(client, "app-2", ADMIN, types="contact")
+    assert [h["contact_id"] for h in hits] == [keep["contact_id"]]
+
+
 async def test_search_never_returns_what_the_caller_may_not_read(
     client: httpx.AsyncClient, rt: Runtime
 ) -> None:

@@ -69,9 +69,19 @@ async def list_conversations(
 
 @api_router.get("/{conversation_id}", response_model=ConversationRead)
 async def get_conversation(
-    conversation_id: IdPath, p: AgentDep, rt: RuntimeDep, session: SessionDep
+    conversation_id: IdPath, p: AgentDep, rt: RuntimeDep, session: SessionDep, request: Request
 ) -> ConversationRead:
+    """Audited: the subject and routing reasons quote the patient."""
     conv = await service.get_conversation(session, p, conversation_id)
+    audit.record(
+        session,
+        request,
+        p,
+        "conversation",
+        now=rt.now(),
+        contact_id=conv.contact_id,
+        conversation_id=conv.id,
+    )
     return await _one(session, rt, conv)
 
 

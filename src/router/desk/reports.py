@@ -312,3 +312,75 @@ async def run(session: AsyncSession, name: str, w: Window) -> dict[str, Any]:
         "channel": w.channel,
         **body,
     }
+
+
+# --- server-rendered charts --------------------------------------------------------------
+
+CHART_W, CHART_H, BAR_GAP = 720, 320, 4
+MAX_BARS = 200
+
+
+def series(name: str, body: dict[str, Any]) -> tuple[str, list[tuple[str, float]]]:
+    """The one figure per report worth a chart, as (title, [(label, value)])."""
+    rows: list[dict[str, Any]] = body["rows"]
+    if name == "volume":
+        per_hour: Counter[str] = Counter()
+        for r in rows:
+            per_hour[str(r["hour"])] += int(r["conversations"])
+        return "New conversations per hour (UTC)", sorted(per_hour.items())
+    if name == "response-times":
+        return "First response p90 (s) per queue", [
+            (str(r["queue"]), float(r["p90_s"] or 0))
+            for r in rows
+            if r["metric"] == "first_response"
+        ]
+    if name == "sla":
+        return "SLA compliance (%) per queue, priority, kind", [
+            (f"{r['queue']} {r['priority']} {r['kind']}", 100 * float(r["compliance"] or 0))
+            for r in rows
+        ]
+    if name == "satisfaction":
+        total = next((r for r in rows if r["queue"] == "all"), None)
+        return "Ratings (all queues)", [
+            (str(s), float(total[f"score_{s}"]) if total else 0.0) for s in range(1, 6)
+        ]
+    pages: list[dict[str, Any]] = body.get("pages", [])
+    return "Pages sent by reason and status", [
+        (f"{p['reason']} {p['status']}", float(p["pages"])) for p in pages
+    ]
+
+
+def svg_bars(title: str, points: Sequence[tuple[str, float]]) -> str:
+    """A bar chart as SVG text. Labels are escaped; nothing is fetched or scripted."""
+    from xml.sax.saxutils import escape
+
+    points = list(points)[:MAX_BARS]
+    top = max((v for _l, v in points), default=0.0) or 1.0
+    plot_h = CHART_H - 90
+    n = max(1, len(points))
+    bar_w = max(1.0, (CHART_W - 60) / n - BAR_GAP)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{CHART_W}" height="{CHART_H}" '
+        f'viewBox="0 0 {CHART_W} {CHART_H}" role="img" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+        "<style>text{font:11px sans-serif;fill:#333}rect{fill:#3a6ea5}</style>",
+        f'<text x="10" y="18" style="font-size:14px">{escape(title)}</text>',
+        f'<text x="10" y="36">max {top:g}</text>',
+    ]
+    if not points:
+        parts.append('<text x="10" y="80">no data in this window</text>')
+    for i, (label, value) in enumerate(points):
+        h = plot_h * value / top
+        x = 50 + i * (bar_w + BAR_GAP)
+        y = 50 + plot_h - h
+        parts.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}">'
+            f"<title>{escape(label)}: {value:g}</title></rect>"
+        )
+        if n <= 24:
+            parts.append(
+                f'<text x="{x:.1f}" y="{CHART_H - 25}" '
+                f'transform="rotate(30 {x:.1f} {CHART_H - 25})">{escape(label[:24])}</text>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)

@@ -91,6 +91,14 @@ async def test_reports_count_what_happened(
     assert r.headers["content-type"].startswith("text/csv")
     parsed = list(csv.DictReader(io.StringIO(r.text)))
     assert {"queue", "priority", "kind", "met", "breached", "compliance"} <= set(parsed[0])
+    for name in ("volume", "response-times", "sla", "satisfaction", "crisis"):
+        r = await client.get(
+            f"/api/v1/reports/{name}", params={**window, "format": "svg"}, headers=ADMIN
+        )
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("image/svg+xml")
+        assert r.text.startswith("<svg")
+        assert "<script" not in r.text
     assert l2_id
 
 
@@ -125,3 +133,14 @@ async def test_bad_report_parameters_are_clear_4xx(
     assert r.headers["content-type"].startswith("application/problem+json")
     r = await client.get("/api/v1/reports/nothing", headers=ADMIN)
     assert r.status_code == 422
+
+
+def test_svg_escapes_labels_and_percentiles_are_nearest_rank() -> None:
+    from router.desk import reports
+
+    svg = reports.svg_bars("<b>t</b>", [("<script>alert(1)</script>", 3.0), ("b", 1.0)])
+    assert "<script>" not in svg
+    assert "&lt;script&gt;" in svg
+    assert reports.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
+    assert reports.percentile([1.0, 2.0, 3.0, 4.0], 95) == 4.0
+    assert reports.percentile([], 50) is None

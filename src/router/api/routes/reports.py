@@ -28,7 +28,7 @@ async def report(
     end: datetime | None = Query(default=None, alias="to", description="default: now"),
     queue: str | None = Query(default=None, max_length=64),
     channel: str | None = Query(default=None, pattern=r"^(telegram|webchat|email|calls|app)$"),
-    format: Literal["json", "csv"] = Query(default="json"),
+    format: Literal["json", "csv", "svg"] = Query(default="json"),
 ) -> Any:
     """- `volume`: new conversations and inbound messages per hour, channel and queue;
     - `response-times`: first-response and resolution p50/p90/p95 per queue;
@@ -36,9 +36,17 @@ async def report(
     - `satisfaction`: ratings 1-5 and their average per queue (conversations resolved);
     - `crisis`: urgent conversations, time to a clinician's first reply, pages sent.
 
-    At most 92 days; `format=csv` answers the rows as CSV."""
+    At most 92 days; `format=csv` answers the rows as CSV, `format=svg` a bar chart of the
+    report's main figure (server-rendered, no script)."""
     w = reports.window(start, end, rt.now(), queue=queue, channel=channel)
     body = await reports.run(session, report, w)
+    if format == "svg":
+        title, points = reports.series(report, body)
+        return Response(
+            reports.svg_bars(title, points),
+            media_type="image/svg+xml",
+            headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
+        )
     if format == "csv":
         rows = body["rows"]
         fields = list(dict.fromkeys(k for r in rows for k in r)) or ["empty"]

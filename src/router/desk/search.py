@@ -1,9 +1,10 @@
 """Full-text search over message texts, subjects and contacts (names and identities).
 
-Indexing happens in one place: a session `after_flush` hook (`IndexingSession`) writes the
-index rows of every message, subject and contact the flush wrote, in the same transaction, so
-whatever path stores a message (any channel's ingest, a reply, a note, an acknowledgement, an
-edit) makes it searchable, and a rolled-back savepoint takes its index rows with it.
+Indexing happens in one place, the session class (`IndexingSession`): an `after_flush` hook
+notes every message, subject and contact a flush wrote, and a `before_commit` hook writes
+their index rows once, in the same transaction, from what the database then holds. Whatever
+path stores a message (any channel's ingest, a reply, a note, an acknowledgement, an edit)
+makes it searchable, and a rolled-back savepoint takes its index rows with it.
 
 - PostgreSQL: `tsvector` per document with the language's own configuration (`spanish`,
   `russian`, `english`; `simple` for contacts and unknown languages). Accent folding is
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +33,7 @@ from sqlalchemy import (
     ColumnElement,
     Table,
     and_,
+    bindparam,
     cast,
     column,
     delete,
@@ -93,38 +95,80 @@ def _pg_config(language: str | None) -> str:
     return PG_CONFIGS.get(language or "", "simple")
 
 
-def _tsvector(value: str, language: str | None) -> ColumnElement[Any]:
-    cfg = cast(_pg_config(language), REGCONFIG)
-    value = value[:MAX_INDEXED_CHARS]
-    return func.to_tsvector(cfg, value).op("||")(func.to_tsvector(cfg, textnorm.normalise(value)))
+@dataclass
+class _Batch:
+    """Index rows to insert, written with one executemany per table (not two statements per
+    document): an ingest indexes the message, its acknowledgement and maybe a new contact."""
 
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
-def _write(
-    conn: Connection,
-    *,
-    kind: str,
-    value: str,
-    language: str | None,
-    created_at: datetime,
-    conversation_id: int | None = None,
-    message_id: int | None = None,
-    contact_id: int | None = None,
-) -> None:
-    if not value.strip():
-        return
-    row = {
-        "kind": kind,
-        "conversation_id": conversation_id,
-        "message_id": message_id,
-        "contact_id": contact_id,
-        "language": language,
-        "created_at": created_at,
-    }
-    if conn.dialect.name == "postgresql":
-        conn.execute(insert(_docs).values(**row, tsv=_tsvector(value, language)))
-        return
-    doc_id = conn.execute(insert(_docs).values(**row).returning(_docs.c.id)).scalar_one()
-    conn.execute(insert(_fts).values(rowid=doc_id, terms=doc_terms(value, language)))
+    def add(
+        self,
+        *,
+        kind: str,
+        value: str,
+        language: str | None,
+        created_at: datetime,
+        conversation_id: int | None = None,
+        message_id: int | None = None,
+        contact_id: int | None = None,
+    ) -> None:
+        if value.strip():
+            self.rows.append(
+                {
+                    "kind": kind,
+                    "conversation_id": conversation_id,
+                    "message_id": message_id,
+                    "contact_id": contact_id,
+                    "language": language,
+                    "created_at": created_at,
+                    "value": value[:MAX_INDEXED_CHARS],
+                }
+            )
+
+    def run(self, conn: Connection) -> None:
+        if not self.rows:
+            return
+        cols = ("kind", "conversation_id", "message_id", "contact_id", "language", "created_at")
+        if conn.dialect.name == "postgresql":
+            cfg = cast(bindparam("p_cfg"), REGCONFIG)
+            stmt = insert(_docs).values(
+                {c: bindparam(f"p_{c}") for c in cols}
+                | {
+                    "tsv": func.to_tsvector(cfg, bindparam("p_value")).op("||")(
+                        func.to_tsvector(cfg, bindparam("p_folded"))
+                    )
+                }
+            )
+            conn.execute(
+                stmt,
+                [
+                    {f"p_{c}": r[c] for c in cols}
+                    | {
+                        "p_cfg": _pg_config(r["language"]),
+                        "p_value": r["value"],
+                        "p_folded": textnorm.normalise(r["value"]),
+                    }
+                    for r in self.rows
+                ],
+            )
+        else:
+            ids = (
+                conn.execute(
+                    insert(_docs).returning(_docs.c.id, sort_by_parameter_order=True),
+                    [{c: r[c] for c in cols} for r in self.rows],
+                )
+                .scalars()
+                .all()
+            )
+            conn.execute(
+                insert(_fts),
+                [
+                    {"rowid": i, "terms": doc_terms(r["value"], r["language"])}
+                    for i, r in zip(ids, self.rows, strict=True)
+                ],
+            )
+        self.rows.clear()
 
 
 def _drop(conn: Connection, where: ColumnElement[bool]) -> None:
@@ -137,76 +181,127 @@ def _changed(obj: object, *attrs: str) -> bool:
     return any(get_history(obj, a).has_changes() for a in attrs)
 
 
-def _index_flush(session: Session, _flush: UOWTransaction) -> None:
-    messages: dict[int, Message] = {}
-    subjects: dict[int, Conversation] = {}
-    contacts: set[int] = set()
+@dataclass
+class _Pending:
+    """What this transaction's flushes wrote that the index must follow. Written once, at
+    commit (`_apply`): a message is inserted, then gets its language from routing, then more
+    flushes follow; indexing per flush did that work two or three times per message."""
+
+    new_messages: set[int] = field(default_factory=set)
+    changed_messages: set[int] = field(default_factory=set)
+    subjects: set[int] = field(default_factory=set)
+    contacts: set[int] = field(default_factory=set)
+    new_contacts: set[int] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.new_messages or self.changed_messages or self.subjects or self.contacts)
+
+
+_PENDING = "careline.search.pending"
+
+
+def _pending(session: Session) -> _Pending:
+    p = session.info.get(_PENDING)
+    if not isinstance(p, _Pending):
+        p = session.info[_PENDING] = _Pending()
+    return p
+
+
+def _collect(session: Session, _flush: UOWTransaction) -> None:
+    p = _pending(session)
     for obj in session.new:
         if isinstance(obj, Message):
-            messages[obj.id] = obj
+            p.new_messages.add(obj.id)
         elif isinstance(obj, Conversation) and obj.subject:
-            subjects[obj.id] = obj
-        elif isinstance(obj, Contact) and obj.name:
-            contacts.add(obj.id)
+            p.subjects.add(obj.id)
+        elif isinstance(obj, Contact):
+            p.new_contacts.add(obj.id)
+            p.contacts.add(obj.id)
         elif isinstance(obj, ContactIdentity):
-            contacts.add(obj.contact_id)
+            p.contacts.add(obj.contact_id)
     for obj in session.dirty:
         if isinstance(obj, Message) and _changed(obj, "text", "language"):
-            messages[obj.id] = obj
+            p.changed_messages.add(obj.id)
         elif isinstance(obj, Conversation) and _changed(obj, "subject", "language"):
-            subjects[obj.id] = obj
+            if obj.subject or get_history(obj, "subject").deleted:
+                p.subjects.add(obj.id)
         elif isinstance(obj, Contact) and _changed(obj, "name", "merged_into_id"):
             # A merge moves identities with a bulk UPDATE before it marks the tombstone, so
-            # both contacts are re-read here, after the move.
-            contacts.update(i for i in (obj.id, obj.merged_into_id) if i is not None)
+            # both contacts are re-read at commit, after the move.
+            p.contacts.update(i for i in (obj.id, obj.merged_into_id) if i is not None)
         elif isinstance(obj, ContactIdentity) and _changed(obj, "contact_id", "value"):
             hist = get_history(obj, "contact_id")
-            contacts.update(i for i in (*hist.deleted, obj.contact_id) if i is not None)
+            p.contacts.update(i for i in (*hist.deleted, obj.contact_id) if i is not None)
     for obj in session.deleted:
         if isinstance(obj, ContactIdentity):
-            contacts.add(obj.contact_id)
-    if not (messages or subjects or contacts):
+            p.contacts.add(obj.contact_id)
+
+
+def _apply(session: Session) -> None:
+    """Before a commit (or a savepoint's release): write the index rows of what is pending,
+    read back from the database, so a rolled-back savepoint's rows are simply not found."""
+    session.flush()
+    p = session.info.pop(_PENDING, None)
+    if not p:
         return
     conn = session.connection()
+    batch = _Batch()
+    messages = p.new_messages | p.changed_messages
     if messages:
-        _drop(conn, _docs.c.message_id.in_(list(messages)))
-        # Replies and notes carry no language of their own: they are in the conversation's.
+        # Only a message indexed by an earlier transaction can have rows to replace.
+        stale = p.changed_messages - p.new_messages
+        if stale:
+            _drop(conn, _docs.c.message_id.in_(sorted(stale)))
+        mt, cv = Message.__table__, Conversation.__table__
+        rows = conn.execute(
+            select(
+                mt.c.id,
+                mt.c.conversation_id,
+                mt.c.text,
+                # Replies and notes have no language of their own: the conversation's.
+                func.coalesce(mt.c.language, cv.c.language).label("language"),
+                mt.c.created_at,
+            )
+            .join(cv, cv.c.id == mt.c.conversation_id)
+            .where(mt.c.id.in_(sorted(messages)))
+        ).all()
+        for r in rows:
+            batch.add(
+                kind="message",
+                value=r.text,
+                language=r.language,
+                created_at=r.created_at,
+                conversation_id=r.conversation_id,
+                message_id=r.id,
+            )
+    if p.subjects:
+        ids = sorted(p.subjects)
+        _drop(conn, and_(_docs.c.kind == "subject", _docs.c.conversation_id.in_(ids)))
         cv = Conversation.__table__
-        unknown = {m.conversation_id for m in messages.values() if m.language is None}
-        conv_lang = dict(
-            conn.execute(select(cv.c.id, cv.c.language).where(cv.c.id.in_(unknown))).all()
-            if unknown
-            else []
-        )
-        for m in messages.values():
-            if m.text:
-                _write(
-                    conn,
-                    kind="message",
-                    value=m.text,
-                    language=m.language or conv_lang.get(m.conversation_id),
-                    created_at=m.created_at,
-                    conversation_id=m.conversation_id,
-                    message_id=m.id,
-                )
-    if subjects:
-        _drop(conn, and_(_docs.c.kind == "subject", _docs.c.conversation_id.in_(list(subjects))))
-        for c in subjects.values():
+        for c in conn.execute(
+            select(cv.c.id, cv.c.subject, cv.c.language, cv.c.created_at).where(cv.c.id.in_(ids))
+        ).all():
             if c.subject:
-                _write(
-                    conn,
+                batch.add(
                     kind="subject",
                     value=c.subject,
                     language=c.language,
                     created_at=c.created_at,
                     conversation_id=c.id,
                 )
-    if contacts:
-        _index_contacts(conn, sorted(contacts))
+    if p.contacts:
+        _index_contacts(conn, sorted(p.contacts), batch, fresh=p.new_contacts)
+    batch.run(conn)
 
 
-def _index_contacts(conn: Connection, ids: Sequence[int]) -> None:
-    _drop(conn, and_(_docs.c.kind == "contact", _docs.c.contact_id.in_(ids)))
+def _index_contacts(
+    conn: Connection, ids: Sequence[int], batch: _Batch, *, fresh: Iterable[int] = ()
+) -> None:
+    """Re-read these contacts (name and identities) into `batch`; `fresh` ones (created in
+    this transaction) have no rows to replace."""
+    stale = sorted(set(ids) - set(fresh))
+    if stale:
+        _drop(conn, and_(_docs.c.kind == "contact", _docs.c.contact_id.in_(stale)))
     ct = Contact.__table__
     it = ContactIdentity.__table__
     names = {
@@ -221,8 +316,7 @@ def _index_contacts(conn: Connection, ids: Sequence[int]) -> None:
         # Phone numbers also as digits only: "+34 600…" and "34600…" both find them.
         digits = [re.sub(r"\D", "", v) for v in idents if v.startswith("+")]
         value = " ".join([name or "", *idents, *digits])
-        _write(
-            conn,
+        batch.add(
             kind="contact",
             value=value,
             language=None,
@@ -235,14 +329,15 @@ class IndexingSession(Session):
     """The service's session class: every flush keeps the search index in step."""
 
 
-event.listen(IndexingSession, "after_flush", _index_flush)
+event.listen(IndexingSession, "after_flush", _collect)
+event.listen(IndexingSession, "before_commit", _apply)
 
 
 async def forget(
     session: AsyncSession, conversation_ids: Sequence[int], contact_ids: Sequence[int]
 ) -> int:
     """Erasure: drop every index row of these conversations and contacts. Returns how many."""
-    await session.flush()
+    await session.run_sync(_apply)  # what this transaction wrote first, then drop it all
     where = or_(
         _docs.c.conversation_id.in_(list(conversation_ids)),
         _docs.c.contact_id.in_(list(contact_ids)),
@@ -261,6 +356,7 @@ def backfill_sync(conn: Connection) -> None:
     """Used by migration 0007: index every stored message, subject and contact, in batches."""
     mt = Message.__table__
     cvt = Conversation.__table__
+    batch = _Batch()
     last = 0
     while True:
         rows = conn.execute(
@@ -279,8 +375,7 @@ def backfill_sync(conn: Connection) -> None:
         if not rows:
             break
         for r in rows:
-            _write(
-                conn,
+            batch.add(
                 kind="message",
                 value=r.text,
                 language=r.language,
@@ -288,6 +383,7 @@ def backfill_sync(conn: Connection) -> None:
                 conversation_id=r.conversation_id,
                 message_id=r.id,
             )
+        batch.run(conn)
         last = rows[-1].id
     cv = Conversation.__table__
     subjects = conn.execute(
@@ -296,17 +392,18 @@ def backfill_sync(conn: Connection) -> None:
         )
     ).all()
     for s in subjects:
-        _write(
-            conn,
+        batch.add(
             kind="subject",
             value=s.subject,
             language=s.language,
             created_at=s.created_at,
             conversation_id=s.id,
         )
+    batch.run(conn)
     ids = [r[0] for r in conn.execute(select(Contact.__table__.c.id)).all()]
     for i in range(0, len(ids), 500):
-        _index_contacts(conn, ids[i : i + 500])
+        _index_contacts(conn, ids[i : i + 500], batch)
+        batch.run(conn)
 
 
 # --- querying ------------------------------------------------------------------------------

@@ -219,3 +219,47 @@ def test_fts_query_quotes_every_form() -> None:
     q = desk_search.fts_query(desk_search.query_words('medicación "x'))
     assert q.startswith('("medic"')
     assert ' AND ("x")' in q
+
+
+async def test_subjects_are_searchable_and_follow_edits(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    from models import Conversation
+
+    conv = await inbound(client, "Hola", user="u1", msg="m1")
+    async with rt.db.session() as s:
+        c = await s.get(Conversation, conv["id"])
+        assert c is not None
+        c.subject = "Factura duplicada de noviembre"
+    hits = await search(client, "facturas", ADMIN, types="subject")
+    assert [(h["kind"], h["conversation_id"]) for h in hits] == [("subject", conv["id"])]
+    async with rt.db.session() as s:
+        c = await s.get(Conversation, conv["id"])
+        assert c is not None
+        c.subject = "Cambio de cita"
+    assert await search(client, "factura", ADMIN, types="subject") == []
+    assert len(await search(client, "citas", ADMIN, types="subject")) == 1
+
+
+async def test_a_rolled_back_savepoint_leaves_no_index_rows(rt: Runtime) -> None:
+    from models import Contact, Conversation, Message
+
+    async with rt.db.session() as s:
+        contact = Contact(name="Nadie")
+        s.add(contact)
+        await s.flush()
+        conv = Conversation(contact_id=contact.id, channel="app")
+        s.add(conv)
+        await s.flush()
+        try:
+            async with s.begin_nested():
+                s.add(Message(conversation_id=conv.id, direction="in", channel="app", text="cita"))
+                await s.flush()
+                raise RuntimeError("roll the savepoint back")
+        except RuntimeError:
+            pass
+    async with rt.db.session() as s:
+        n = await s.scalar(
+            select(func.count()).select_from(SearchDocument).where(SearchDocument.kind == "message")
+        )
+    assert n == 0

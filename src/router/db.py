@@ -136,7 +136,7 @@ class Database:
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
-        # IndexingSession: every flush keeps the search index in step (router.desk.search).
+        # IndexingSession: each commit indexes what its flushes wrote (router.desk.search).
         self.sessionmaker = async_sessionmaker(
             self.engine, expire_on_commit=False, sync_session_class=IndexingSession
         )

@@ -58,7 +58,7 @@ async def readable_queue_ids(session: AsyncSession, p: Principal) -> list[int]:
 
 
 async def visible_conversations(session: AsyncSession, p: Principal) -> ColumnElement[bool]:
-    """The conversations the caller may read: the one rule the list, search and reports use."""
+    """The conversations the caller may read: the one rule the list and search both use."""
     visible = await readable_queue_ids(session, p)
     return or_(Conversation.queue_id.in_(visible), Conversation.queue_id.is_(None))
 

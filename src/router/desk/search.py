@@ -326,7 +326,7 @@ def _index_contacts(
 
 
 class IndexingSession(Session):
-    """The service's session class: every flush keeps the search index in step."""
+    """The service's session class: each commit indexes what its flushes wrote."""
 
 
 event.listen(IndexingSession, "after_flush", _collect)

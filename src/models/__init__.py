@@ -5,6 +5,7 @@ from models.base import Base
 from models.callback import CallbackRequest as CallbackRequest  # re-export
 from models.contact import Contact, ContactIdentity, ErasedIdentity
 from models.conversation import Assignment, Conversation
+from models.desk import CannedReply, ReadAudit, SearchDocument
 from models.event import Event
 from models.message import Attachment, Message
 from models.outbox import OutboxItem
@@ -17,6 +18,7 @@ __all__ = [
     "Assignment",
     "Attachment",
     "Base",
+    "CannedReply",
     "Contact",
     "ContactIdentity",
     "Conversation",
@@ -27,5 +29,7 @@ __all__ = [
     "OutboxItem",
     "Page",
     "Queue",
+    "ReadAudit",
+    "SearchDocument",
     "SlaTimer",
 ]

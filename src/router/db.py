@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from router.repo.search import IndexingSession
+
 # SQLSTATE classes that mean "the server is not there right now", not "your query is wrong":
 # 08 connection exceptions, 57P operator intervention (admin/crash shutdown, cannot connect
 # now: shutting down or starting up), 53 insufficient resources (too many connections).
@@ -134,7 +136,10 @@ class Database:
     def __init__(self, url: str, **engine_kwargs: Any) -> None:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # IndexingSession: each commit indexes what its flushes wrote (router.repo.search).
+        self.sessionmaker = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=IndexingSession
+        )
         # Called after each commit that asked to wake something, with what (`wake_after_commit`).
         self.after_commit: list[Callable[[frozenset[str]], None]] = []
         # SQLite has one writer at a time. Queueing units of work here is first-come,

@@ -41,6 +41,7 @@ UNAUTHENTICATED = frozenset({"anonymous", "garbage", "revoked"})
 AGENTS = frozenset({"agent_l1", "agent_l2", "supervisor", "admin", "admin_token"})
 MANAGERS = frozenset({"supervisor", "admin", "admin_token"})
 INTEGRATIONS = frozenset({"integration", "admin", "admin_token"})
+ADMINS = frozenset({"admin", "admin_token"})
 
 # (method, path) -> callers allowed. Everything else authenticated gets 403, the rest 401.
 TABLE: dict[tuple[str, str], frozenset[str]] = {
@@ -68,6 +69,17 @@ TABLE: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/callbacks/{callback_id}/outcome"): AGENTS,
     ("GET", "/api/v1/attachments/{attachment_id}/content"): AGENTS,
     ("POST", "/webchat/conversations/{conversation_id}/typing"): AGENTS,
+    ("POST", "/api/v1/conversations/{conversation_id}/tags"): AGENTS,
+    ("GET", "/api/v1/search"): AGENTS,
+    ("GET", "/api/v1/canned-replies"): AGENTS,
+    ("POST", "/api/v1/canned-replies"): MANAGERS,
+    ("GET", "/api/v1/canned-replies/{reply_id}"): AGENTS,
+    ("PATCH", "/api/v1/canned-replies/{reply_id}"): MANAGERS,
+    ("DELETE", "/api/v1/canned-replies/{reply_id}"): MANAGERS,
+    ("POST", "/api/v1/canned-replies/{reply_id}/render"): AGENTS,
+    ("GET", "/api/v1/reports/{report}"): MANAGERS,
+    ("GET", "/api/v1/audit/reads"): ADMINS,
+    ("GET", "/api/v1/audit/reads/export"): ADMINS,
     ("POST", "/api/v1/inbound"): INTEGRATIONS,
     ("GET", "/api/v1/inbound/messages"): INTEGRATIONS,
 }
@@ -79,6 +91,8 @@ OK: dict[tuple[str, str], tuple[int, str]] = {
     ("POST", "/api/v1/agents"): (201, ""),
     ("DELETE", "/api/v1/agents/{agent_id}"): (204, ""),
     ("POST", "/api/v1/conversations/{conversation_id}/messages"): (201, ""),
+    ("POST", "/api/v1/canned-replies"): (201, ""),
+    ("DELETE", "/api/v1/canned-replies/{reply_id}"): (204, ""),
     ("GET", "/api/v1/attachments/{attachment_id}/content"): (404, "no downloadable content"),
     ("POST", "/webchat/conversations/{conversation_id}/typing"): (404, "no web chat visitor"),
 }
@@ -197,6 +211,15 @@ class World:
         assert r.status_code == 200, r.text
         return r.json()
 
+    async def canned_reply(self, queue: str | None = None) -> int:
+        r = await self.client.post(
+            "/api/v1/canned-replies",
+            json={"title": f"reply-{next(self.seq)}", "body": "Hola", "queue": queue},
+            headers=ADMIN,
+        )
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
+
     async def callback(self, conv: Any) -> int:
         now = self.rt.now()
         async with self.rt.db.session() as s:
@@ -271,6 +294,7 @@ async def build(w: World, key: tuple[str, str], who: str) -> Call:
             "transfer": {"queue": "second_line", "reason": "authz"},
             "escalate": {"reason": "needs a clinician"},
             "status": {"status": "pending"},
+            "tags": {"add": ["authz"]},
         }.get(action)
         return Call(
             method, _fill(path, conversation_id=conv["id"]), body if method == "POST" else None
@@ -282,6 +306,21 @@ async def build(w: World, key: tuple[str, str], who: str) -> Call:
             other = await w.conv()
             return Call(method, url, {"other_contact_id": other["contact_id"]})
         return Call(method, url)
+    if path.startswith("/api/v1/canned-replies/{reply_id}"):
+        reply = await w.canned_reply()
+        url = _fill(path, reply_id=reply)
+        if path.endswith("/render"):
+            return Call(method, url, {"conversation_id": (await w.conv())["id"]})
+        return Call(method, url, {"title": "changed"} if method == "PATCH" else None)
+    if key == ("POST", "/api/v1/canned-replies"):
+        return Call(method, path, {"title": "t", "body": "Hola {first_name}"})
+    if key == ("GET", "/api/v1/search"):
+        await w.conv()
+        return Call(method, path, params={"q": "cita"})
+    if path == "/api/v1/reports/{report}":
+        return Call(method, _fill(path, report="volume"))
+    if path.startswith("/api/v1/audit/reads"):
+        return Call(method, path, params={"contact_id": str((await w.conv())["contact_id"])})
     if path == "/api/v1/callbacks/{callback_id}/outcome":
         cb = await w.callback(await w.conv())
         return Call(method, _fill(path, callback_id=cb), {"outcome": "done"})
@@ -409,6 +448,7 @@ async def test_first_line_agent_sees_second_line_ids_as_missing(world: World) ->
         "contact_id": theirs["contact_id"],
         "callback_id": await world.callback(theirs),
         "attachment_id": await world.attachment(theirs),
+        "reply_id": await world.canned_reply(queue="second_line"),
     }
     missing = {k: 10_000 + v for k, v in secret.items()}
     bodies: dict[str, Any] = {
@@ -419,6 +459,8 @@ async def test_first_line_agent_sees_second_line_ids_as_missing(world: World) ->
         "status": {"status": "resolved"},
         "merge": {"other_contact_id": mine["contact_id"]},
         "outcome": {"outcome": "done"},
+        "tags": {"add": ["x"]},
+        "render": {"conversation_id": mine["id"]},
     }
     probed = 0
     for method, path in sorted(TABLE):

@@ -19,7 +19,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "router",  # the package itself: its version
         "router.errors",
         "router.settings",
-        "router.db",
         "router.auth",
         "router.logs",
         "router.metrics",
@@ -29,7 +28,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "channels.base",
     ),
     ("router.decide",),
-    ("router.repo",),
+    # The engine and sessions sit with the repositories: the session class indexes what a
+    # commit wrote for search (router.repo.search).
+    ("router.repo", "router.db"),
     ("router.runtime",),
     ("router.bootstrap",),
     ("router.flows",),

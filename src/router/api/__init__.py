@@ -9,21 +9,27 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from router import __version__
 from router.api import problems
 from router.api.limits import BodyLimitMiddleware
+from router.api.query import reject_unknown_query
 from router.api.ratelimit import RateLimitMiddleware, TokenBuckets
 from router.api.routes import (
     agents,
     attachments,
+    audit,
     callbacks,
+    canned,
     contacts,
     conversations,
     events,
     health,
     queues,
+    reports,
+    search,
+    tags,
 )
 from router.api.transport import TransportMiddleware
 from router.bootstrap import build_runtime, load_plugins, sync_queues
@@ -137,11 +143,24 @@ def create_app(
     )
     # Outside even that: it must see the server's own `send` (see router.api.transport).
     app.add_middleware(TransportMiddleware)
-    routers = [
-        m.api_router
-        for m in (health, agents, queues, conversations, attachments, contacts, events, callbacks)
-    ]
+    core = (
+        health,
+        agents,
+        queues,
+        conversations,
+        attachments,
+        contacts,
+        events,
+        callbacks,
+        search,
+        tags,
+        canned,
+        reports,
+        audit,
+    )
+    routers = [m.api_router for m in core]
     routers += [p.router for p in plugins if p.router is not None]
     for router in routers if role != "worker" else [health.api_router]:
-        app.include_router(router)
+        # Unknown query parameters on /api/ routes answer 422 (router.api.query).
+        app.include_router(router, dependencies=[Depends(reject_unknown_query)])
     return app

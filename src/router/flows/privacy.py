@@ -33,7 +33,9 @@ from models import (
 from router.errors import Conflict, NotFound
 from router.files import AttachmentStore
 from router.flows import contacts
+from router.repo import audit as desk_audit
 from router.repo import events
+from router.repo import search as desk_search
 from router.repo.events import conv_event
 
 ERASED = "[erased]"
@@ -184,6 +186,8 @@ async def export(session: AsyncSession, contact_id: int) -> dict[str, Any]:
             }
             for c in convs
         ],
+        # Who read the person's messages and record, when and from where (router.repo.audit).
+        "read_audit": [desk_audit.as_dict(r) for r in await desk_audit.for_contacts(session, ids)],
         "events": [
             {
                 "id": e.id,
@@ -294,6 +298,10 @@ async def erase(
     await session.execute(
         update(Contact).where(Contact.id.in_(ids)).values(name=None, attributes={}, updated_at=now)
     )
+    # The search index and the read audit (repo.search, repo.audit): no stems of the texts
+    # stay; the audit keeps who read when, without the detail.
+    await desk_search.forget(session, conv_ids, ids)
+    await desk_audit.anonymise(session, ids)
     summary = {
         "files": len(files),
         "contacts": len(ids),

@@ -3,40 +3,23 @@ Every list goes through the caller's reach (`router.repo.access`)."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, exists, func, or_, select, type_coerce
+from sqlalchemy import ColumnElement, exists, func, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Agent, Attachment, Conversation, Message, OutboxItem, Queue
 from models.messages import CallLog
-from models.schemas import MAX_ID, AttachmentRead, ConversationRead, MessageRead
+from models.schemas import AttachmentRead, ConversationRead, MessageRead
 from models.vocab import ACTIVE_STATUSES
 from router.auth import Principal
 from router.errors import InvalidInput
 from router.flows import sla as timers
-from router.repo.access import is_postgres, readable_queue_ids
+from router.repo.access import is_postgres, visible_conversations
+from router.repo.cursor import decode_cursor, encode_cursor
 from router.runtime import Runtime
-
-
-def encode_cursor(value: int) -> str:
-    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> int | None:
-    if not cursor:
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = int(base64.urlsafe_b64decode(padded.encode()).decode())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInput("invalid cursor") from exc
-    if not 0 <= value <= MAX_ID:  # a forged cursor must not overflow the id column
-        raise InvalidInput("invalid cursor")
-    return value
 
 
 async def list_conversations(
@@ -52,10 +35,9 @@ async def list_conversations(
     tag: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
+    oldest_first: bool = False,
 ) -> tuple[list[Conversation], str | None]:
-    stmt = select(Conversation)
-    visible = await readable_queue_ids(session, p)
-    stmt = stmt.where(or_(Conversation.queue_id.in_(visible), Conversation.queue_id.is_(None)))
+    stmt = select(Conversation).where(await visible_conversations(session, p))
     if status:
         stmt = stmt.where(Conversation.status.in_(status.split(",")))
     if queue:
@@ -77,10 +59,11 @@ async def list_conversations(
         stmt = stmt.where(Conversation.contact_id == contact_id)
     after = decode_cursor(cursor)
     if after is not None:
-        stmt = stmt.where(Conversation.id < after)
+        stmt = stmt.where(Conversation.id > after if oldest_first else Conversation.id < after)
     if tag:
         stmt = stmt.where(_has_tag(session, tag))
-    rows = list(await session.scalars(stmt.order_by(Conversation.id.desc()).limit(limit + 1)))
+    order = Conversation.id if oldest_first else Conversation.id.desc()
+    rows = list(await session.scalars(stmt.order_by(order).limit(limit + 1)))
     page = rows[:limit]
     next_cursor = encode_cursor(page[-1].id) if len(rows) > limit else None
     return page, next_cursor

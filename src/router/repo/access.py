@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Conversation, Event, Queue
@@ -30,6 +30,12 @@ def locked(session: AsyncSession, stmt: S, **for_update: Any) -> S:
 
 async def readable_queue_ids(session: AsyncSession, p: Principal) -> list[int]:
     return list(await session.scalars(select(Queue.id).where(Queue.tier <= p.max_tier)))
+
+
+async def visible_conversations(session: AsyncSession, p: Principal) -> ColumnElement[bool]:
+    """The conversations the caller may read: the one rule the list and search both use."""
+    visible = await readable_queue_ids(session, p)
+    return or_(Conversation.queue_id.in_(visible), Conversation.queue_id.is_(None))
 
 
 async def get_conversation(

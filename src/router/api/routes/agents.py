@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Literal
+
+from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from models import Agent
@@ -15,8 +17,13 @@ ADMIN_MANAGED = ("admin", "supervisor", "integration")
 
 
 @api_router.get("", response_model=Page[AgentRead])
-async def list_agents(_p: AgentDep, session: SessionDep) -> Page[AgentRead]:
-    agents = list(await session.scalars(select(Agent).order_by(Agent.id)))
+async def list_agents(
+    _p: AgentDep,
+    session: SessionDep,
+    sort: Literal["id", "name"] = Query(default="id", description="id (default) or name"),
+) -> Page[AgentRead]:
+    order = (Agent.name, Agent.id) if sort == "name" else (Agent.id,)
+    agents = list(await session.scalars(select(Agent).order_by(*order)))
     loads = await agent_service.open_counts(session)
     return Page(items=[agent_service.read(a, loads.get(a.id, 0)) for a in agents])
 

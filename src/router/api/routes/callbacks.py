@@ -19,9 +19,9 @@ from router.api.deps import AgentDep, IdPath, RuntimeDep, SessionDep
 from router.decide import callbacks as decide_callbacks
 from router.errors import Conflict, ConversationNotFound, NotFound
 from router.flows import callbacks
-from router.read import conversations as reads
 from router.repo import access
 from router.repo.access import locked
+from router.repo.cursor import decode_cursor, encode_cursor
 
 api_router = APIRouter(prefix="/api/v1/callbacks", tags=["callbacks"])
 
@@ -97,6 +97,9 @@ async def list_callbacks(
     session: SessionDep,
     queue: str | None = Query(default=None, max_length=64),
     status: StatusFilter = "open",
+    sort: Literal["created_at", "-created_at"] = Query(
+        default="created_at", description="created_at (oldest first, default) or -created_at"
+    ),
     cursor: str | None = Query(default=None, max_length=64),
     limit: int = Query(default=50, ge=1, le=200),
 ) -> Page[CallbackRead]:
@@ -112,15 +115,17 @@ async def list_callbacks(
         stmt = stmt.where(CallbackRequest.status == status)
     if queue:
         stmt = stmt.where(Queue.name == queue)
-    after = reads.decode_cursor(cursor)
+    newest = sort == "-created_at"
+    after = decode_cursor(cursor)
     if after is not None:
-        stmt = stmt.where(CallbackRequest.id > after)
-    rows = (await session.execute(stmt.order_by(CallbackRequest.id).limit(limit + 1))).all()
+        stmt = stmt.where(CallbackRequest.id < after if newest else CallbackRequest.id > after)
+    order = CallbackRequest.id.desc() if newest else CallbackRequest.id
+    rows = (await session.execute(stmt.order_by(order).limit(limit + 1))).all()
     page = rows[:limit]
     now = rt.now()
     return Page(
         items=[_read(cb, qname, now) for cb, qname in page],
-        next_cursor=reads.encode_cursor(page[-1][0].id) if len(rows) > limit else None,
+        next_cursor=encode_cursor(page[-1][0].id) if len(rows) > limit else None,
     )
 
 

@@ -2,14 +2,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks
+from fastapi import APIRouter, BackgroundTasks, Request
 
 from models.schemas import ContactRead, IdentityRead, MergeBody
 from router.api.deps import AgentDep, IdPath, ManagerDep, RuntimeDep, SessionDep
 from router.errors import NotFound
 from router.files import AttachmentStore
 from router.flows import contacts, privacy
-from router.repo import access
+from router.repo import access, audit
 
 api_router = APIRouter(prefix="/api/v1/contacts", tags=["contacts"])
 
@@ -28,8 +28,12 @@ async def _read(session: SessionDep, contact_id: int) -> ContactRead:
 
 
 @api_router.get("/{contact_id}", response_model=ContactRead)
-async def get_contact(contact_id: IdPath, p: AgentDep, session: SessionDep) -> ContactRead:
+async def get_contact(
+    contact_id: IdPath, p: AgentDep, rt: RuntimeDep, session: SessionDep, request: Request
+) -> ContactRead:
+    """Each read is audited (router.repo.audit)."""
     await access.require_visible_contact(session, p, contact_id)
+    audit.record(session, request, p, "contact", now=rt.now(), contact_id=contact_id)
     return await _read(session, contact_id)
 
 
@@ -51,9 +55,13 @@ async def merge(
 
 
 @api_router.get("/{contact_id}/export")
-async def export_contact(contact_id: IdPath, _p: ManagerDep, session: SessionDep) -> dict[str, Any]:
-    """Everything held about a person (subject access request), as JSON."""
-    return await privacy.export(session, contact_id)
+async def export_contact(
+    contact_id: IdPath, p: ManagerDep, rt: RuntimeDep, session: SessionDep, request: Request
+) -> dict[str, Any]:
+    """Everything held about a person (subject access request), as JSON. Audited."""
+    exported = await privacy.export(session, contact_id)
+    audit.record(session, request, p, "contact.export", now=rt.now(), contact_id=contact_id)
+    return exported
 
 
 @api_router.delete("/{contact_id}")

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from typing import Literal
+
+from fastapi import APIRouter, Query, Request
 
 from models.schemas import (
     MAX_ID,
@@ -16,7 +18,7 @@ from models.schemas import (
 from router.api.deps import AgentDep, IdPath, RuntimeDep, SessionDep
 from router.flows import actions
 from router.read import conversations as reads
-from router.repo import access
+from router.repo import access, audit
 
 api_router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
 
@@ -41,10 +43,14 @@ async def list_conversations(
     channel: str | None = Query(default=None, pattern=r"^(telegram|webchat|email|calls|app)$"),
     contact_id: int | None = Query(default=None, ge=1, le=MAX_ID),
     tag: str | None = Query(default=None, max_length=64),
+    sort: Literal["-created_at", "created_at"] = Query(
+        default="-created_at", description="-created_at (newest first, default) or created_at"
+    ),
     cursor: str | None = Query(default=None, max_length=64),
     limit: int = Query(default=50, ge=1, le=200),
 ) -> Page[ConversationRead]:
-    """Newest first, filtered to the queues the caller may read."""
+    """Newest first (or oldest with `sort=created_at`), filtered to the queues the caller
+    may read."""
     convs, next_cursor = await reads.list_conversations(
         session,
         p,
@@ -57,15 +63,26 @@ async def list_conversations(
         tag=tag,
         cursor=cursor,
         limit=limit,
+        oldest_first=sort == "created_at",
     )
     return Page(items=await reads.conversation_reads(session, rt, convs), next_cursor=next_cursor)
 
 
 @api_router.get("/{conversation_id}", response_model=ConversationRead)
 async def get_conversation(
-    conversation_id: IdPath, p: AgentDep, rt: RuntimeDep, session: SessionDep
+    conversation_id: IdPath, p: AgentDep, rt: RuntimeDep, session: SessionDep, request: Request
 ) -> ConversationRead:
+    """Audited: the subject and routing reasons quote the patient."""
     conv = await access.get_conversation(session, p, conversation_id)
+    audit.record(
+        session,
+        request,
+        p,
+        "conversation",
+        now=rt.now(),
+        contact_id=conv.contact_id,
+        conversation_id=conv.id,
+    )
     return await _one(session, rt, conv)
 
 
@@ -73,12 +90,26 @@ async def get_conversation(
 async def list_messages(
     conversation_id: IdPath,
     p: AgentDep,
+    rt: RuntimeDep,
     session: SessionDep,
+    request: Request,
+    sort: Literal["created_at"] = Query(
+        default="created_at", description="created_at: oldest first, like a chat history"
+    ),
     cursor: str | None = Query(default=None, max_length=64),
     limit: int = Query(default=100, ge=1, le=500),
 ) -> Page[MessageRead]:
-    """Oldest first, internal notes included (agents only ever)."""
+    """Oldest first, internal notes included (agents only ever). Each read is audited."""
     conv = await access.get_conversation(session, p, conversation_id)
+    audit.record(
+        session,
+        request,
+        p,
+        "conversation.messages",
+        now=rt.now(),
+        contact_id=conv.contact_id,
+        conversation_id=conv.id,
+    )
     items, next_cursor = await reads.list_messages(session, conv, cursor=cursor, limit=limit)
     return Page(items=items, next_cursor=next_cursor)
 

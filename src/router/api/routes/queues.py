@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Literal
+
+from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from models import Queue
@@ -14,7 +16,14 @@ api_router = APIRouter(prefix="/api/v1/queues", tags=["queues"])
 
 
 @api_router.get("", response_model=Page[QueueRead])
-async def list_queues(p: AgentDep, rt: RuntimeDep, session: SessionDep) -> Page[QueueRead]:
+async def list_queues(
+    p: AgentDep,
+    rt: RuntimeDep,
+    session: SessionDep,
+    sort: Literal["tier", "name", "-depth"] = Query(
+        default="tier", description="tier (then name; default), name, or -depth (busiest first)"
+    ),
+) -> Page[QueueRead]:
     """Live depth, oldest wait, online agents, expected wait and 24 h SLA outcomes per queue."""
     now = rt.now()
     items = []
@@ -25,4 +34,8 @@ async def list_queues(p: AgentDep, rt: RuntimeDep, session: SessionDep) -> Page[
         assert q is not None
         est = await estimate_wait(session, rt, q, "normal", now)
         items.append(QueueRead(**row, expected_wait_s=wait.wait_minutes(est) * 60))
+    if sort == "name":
+        items.sort(key=lambda i: i.name)
+    elif sort == "-depth":
+        items.sort(key=lambda i: -i.depth)
     return Page(items=items)

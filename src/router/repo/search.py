@@ -1,0 +1,541 @@
+"""Full-text search over message texts, subjects and contacts (names and identities).
+
+Indexing happens in one place, the session class (`IndexingSession`): an `after_flush` hook
+notes every message, subject and contact a flush wrote, and a `before_commit` hook writes
+their index rows once, in the same transaction, from what the database then holds. Whatever
+path stores a message (any channel's ingest, a reply, a note, an acknowledgement, an edit)
+makes it searchable, and a rolled-back savepoint takes its index rows with it.
+
+- PostgreSQL: `tsvector` per document with the language's own configuration (`spanish`,
+  `russian`, `english`; `simple` for contacts and unknown languages). Accent folding is
+  `textnorm.normalise` applied in Python and indexed next to the original: the Snowball
+  stemmers know accented suffixes ("medicación" → "medic") that a folded word lacks
+  ("medicacion" → "medicacion"), so folding first (the `unaccent` way) would lose inflections.
+  It also needs no extension (`unaccent` is a per-database CREATE the service account may
+  not have).
+- SQLite: an FTS5 table of the same stems, computed in Python by `textnorm.stem_forms` (the
+  Snowball stemmers routing already uses), ranked with bm25.
+
+Visibility is the conversation list's (`access.visible_conversations`): a hit is returned
+only when its conversation is readable by the caller; a contact hit only when the caller may
+read the contact (`access.require_visible_contact`'s rule).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    cast,
+    column,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    table,
+    text,
+)
+from sqlalchemy.dialects.postgresql import REGCONFIG
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, UOWTransaction
+from sqlalchemy.orm.attributes import get_history
+
+from models import Contact, ContactIdentity, Conversation, Message, SearchDocument
+from router.auth import Principal
+from router.decide import textnorm
+from router.errors import InvalidInput
+from router.repo import access
+from router.repo.cursor import decode_cursor
+
+MAX_QUERY_CHARS = 200
+MAX_QUERY_WORDS = 12
+MAX_OFFSET = 1000  # ranked paging goes this deep; refine the query beyond
+# Index at most this much of one text: cost per message stays bounded whatever its length.
+MAX_INDEXED_CHARS = 20_000
+STEM_LANGS = ("es", "ru", "en")
+PG_CONFIGS = {"es": "spanish", "ru": "russian", "en": "english"}
+SORTS = ("relevance", "-created_at", "created_at")
+_WORD = re.compile(r"[^\W_]+")
+_fts = table("search_fts", column("rowid"), column("terms"))
+_docs: Table = SearchDocument.__table__  # type: ignore[assignment]
+
+
+# --- what goes into the index -------------------------------------------------------------
+
+
+def _words(value: str) -> list[str]:
+    return [w[: textnorm.MAX_TOKEN_LEN] for w in _WORD.findall(value[:MAX_INDEXED_CHARS])]
+
+
+def doc_terms(value: str, language: str | None) -> str:
+    """SQLite terms of a text: each word's folded form and its stems (accented and folded)
+    in the text's language, or in every stemmed language when it is unknown."""
+    langs = (language,) if language in STEM_LANGS else STEM_LANGS
+    terms: dict[str, None] = {}
+    for w in _words(value):
+        terms[textnorm.normalise(w)] = None
+        for lang in langs:
+            for s in textnorm.stem_forms(w, lang):
+                terms[s] = None
+    return " ".join(terms)
+
+
+def _pg_config(language: str | None) -> str:
+    return PG_CONFIGS.get(language or "", "simple")
+
+
+@dataclass
+class _Batch:
+    """Index rows to insert, written with one executemany per table (not two statements per
+    document): an ingest indexes the message, its acknowledgement and maybe a new contact."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(
+        self,
+        *,
+        kind: str,
+        value: str,
+        language: str | None,
+        created_at: datetime,
+        conversation_id: int | None = None,
+        message_id: int | None = None,
+        contact_id: int | None = None,
+    ) -> None:
+        if value.strip():
+            self.rows.append(
+                {
+                    "kind": kind,
+                    "conversation_id": conversation_id,
+                    "message_id": message_id,
+                    "contact_id": contact_id,
+                    "language": language,
+                    "created_at": created_at,
+                    "value": value[:MAX_INDEXED_CHARS],
+                }
+            )
+
+    def run(self, conn: Connection) -> None:
+        if not self.rows:
+            return
+        cols = ("kind", "conversation_id", "message_id", "contact_id", "language", "created_at")
+        if conn.dialect.name == "postgresql":
+            cfg = cast(bindparam("p_cfg"), REGCONFIG)
+            stmt = insert(_docs).values(
+                {c: bindparam(f"p_{c}") for c in cols}
+                | {
+                    "tsv": func.to_tsvector(cfg, bindparam("p_value")).op("||")(
+                        func.to_tsvector(cfg, bindparam("p_folded"))
+                    )
+                }
+            )
+            conn.execute(
+                stmt,
+                [
+                    {f"p_{c}": r[c] for c in cols}
+                    | {
+                        "p_cfg": _pg_config(r["language"]),
+                        "p_value": r["value"],
+                        "p_folded": textnorm.normalise(r["value"]),
+                    }
+                    for r in self.rows
+                ],
+            )
+        else:
+            ids = (
+                conn.execute(
+                    insert(_docs).returning(_docs.c.id, sort_by_parameter_order=True),
+                    [{c: r[c] for c in cols} for r in self.rows],
+                )
+                .scalars()
+                .all()
+            )
+            conn.execute(
+                insert(_fts),
+                [
+                    {"rowid": i, "terms": doc_terms(r["value"], r["language"])}
+                    for i, r in zip(ids, self.rows, strict=True)
+                ],
+            )
+        self.rows.clear()
+
+
+def _drop(conn: Connection, where: ColumnElement[bool]) -> None:
+    if conn.dialect.name == "sqlite":
+        conn.execute(delete(_fts).where(_fts.c.rowid.in_(select(_docs.c.id).where(where))))
+    conn.execute(delete(_docs).where(where))
+
+
+def _changed(obj: object, *attrs: str) -> bool:
+    return any(get_history(obj, a).has_changes() for a in attrs)
+
+
+@dataclass
+class _Pending:
+    """What this transaction's flushes wrote that the index must follow. Written once, at
+    commit (`_apply`): a message is inserted, then gets its language from routing, then more
+    flushes follow; indexing per flush did that work two or three times per message."""
+
+    new_messages: set[int] = field(default_factory=set)
+    changed_messages: set[int] = field(default_factory=set)
+    subjects: set[int] = field(default_factory=set)
+    contacts: set[int] = field(default_factory=set)
+    new_contacts: set[int] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.new_messages or self.changed_messages or self.subjects or self.contacts)
+
+
+_PENDING = "careline.search.pending"
+
+
+def _pending(session: Session) -> _Pending:
+    p = session.info.get(_PENDING)
+    if not isinstance(p, _Pending):
+        p = session.info[_PENDING] = _Pending()
+    return p
+
+
+def _collect(session: Session, _flush: UOWTransaction) -> None:
+    p = _pending(session)
+    for obj in session.new:
+        if isinstance(obj, Message):
+            p.new_messages.add(obj.id)
+        elif isinstance(obj, Conversation) and obj.subject:
+            p.subjects.add(obj.id)
+        elif isinstance(obj, Contact):
+            p.new_contacts.add(obj.id)
+            p.contacts.add(obj.id)
+        elif isinstance(obj, ContactIdentity):
+            p.contacts.add(obj.contact_id)
+    for obj in session.dirty:
+        if isinstance(obj, Message) and _changed(obj, "text", "language"):
+            p.changed_messages.add(obj.id)
+        elif isinstance(obj, Conversation) and _changed(obj, "subject", "language"):
+            if obj.subject or get_history(obj, "subject").deleted:
+                p.subjects.add(obj.id)
+        elif isinstance(obj, Contact) and _changed(obj, "name", "merged_into_id"):
+            # A merge moves identities with a bulk UPDATE before it marks the tombstone, so
+            # both contacts are re-read at commit, after the move.
+            p.contacts.update(i for i in (obj.id, obj.merged_into_id) if i is not None)
+        elif isinstance(obj, ContactIdentity) and _changed(obj, "contact_id", "value"):
+            hist = get_history(obj, "contact_id")
+            p.contacts.update(i for i in (*hist.deleted, obj.contact_id) if i is not None)
+    for obj in session.deleted:
+        if isinstance(obj, ContactIdentity):
+            p.contacts.add(obj.contact_id)
+
+
+def _apply(session: Session) -> None:
+    """Before a commit (or a savepoint's release): write the index rows of what is pending,
+    read back from the database, so a rolled-back savepoint's rows are simply not found."""
+    session.flush()
+    p = session.info.pop(_PENDING, None)
+    if not p:
+        return
+    conn = session.connection()
+    batch = _Batch()
+    messages = p.new_messages | p.changed_messages
+    if messages:
+        # Only a message indexed by an earlier transaction can have rows to replace.
+        stale = p.changed_messages - p.new_messages
+        if stale:
+            _drop(conn, _docs.c.message_id.in_(sorted(stale)))
+        mt, cv = Message.__table__, Conversation.__table__
+        rows = conn.execute(
+            select(
+                mt.c.id,
+                mt.c.conversation_id,
+                mt.c.text,
+                # Replies and notes have no language of their own: the conversation's.
+                func.coalesce(mt.c.language, cv.c.language).label("language"),
+                mt.c.created_at,
+            )
+            .join(cv, cv.c.id == mt.c.conversation_id)
+            .where(mt.c.id.in_(sorted(messages)))
+        ).all()
+        for r in rows:
+            batch.add(
+                kind="message",
+                value=r.text,
+                language=r.language,
+                created_at=r.created_at,
+                conversation_id=r.conversation_id,
+                message_id=r.id,
+            )
+    if p.subjects:
+        ids = sorted(p.subjects)
+        _drop(conn, and_(_docs.c.kind == "subject", _docs.c.conversation_id.in_(ids)))
+        cv = Conversation.__table__
+        for c in conn.execute(
+            select(cv.c.id, cv.c.subject, cv.c.language, cv.c.created_at).where(cv.c.id.in_(ids))
+        ).all():
+            if c.subject:
+                batch.add(
+                    kind="subject",
+                    value=c.subject,
+                    language=c.language,
+                    created_at=c.created_at,
+                    conversation_id=c.id,
+                )
+    if p.contacts:
+        _index_contacts(conn, sorted(p.contacts), batch, fresh=p.new_contacts)
+    batch.run(conn)
+
+
+def _index_contacts(
+    conn: Connection, ids: Sequence[int], batch: _Batch, *, fresh: Iterable[int] = ()
+) -> None:
+    """Re-read these contacts (name and identities) into `batch`; `fresh` ones (created in
+    this transaction) have no rows to replace."""
+    stale = sorted(set(ids) - set(fresh))
+    if stale:
+        _drop(conn, and_(_docs.c.kind == "contact", _docs.c.contact_id.in_(stale)))
+    ct = Contact.__table__
+    it = ContactIdentity.__table__
+    names = {
+        r.id: (r.name, r.created_at)
+        for r in conn.execute(select(ct.c.id, ct.c.name, ct.c.created_at).where(ct.c.id.in_(ids)))
+    }
+    values: dict[int, list[str]] = {}
+    for r in conn.execute(select(it.c.contact_id, it.c.value).where(it.c.contact_id.in_(ids))):
+        values.setdefault(r.contact_id, []).append(r.value)
+    for cid, (name, created_at) in names.items():
+        idents = values.get(cid, [])
+        # Phone numbers also as digits only: "+34 600…" and "34600…" both find them.
+        digits = [re.sub(r"\D", "", v) for v in idents if v.startswith("+")]
+        value = " ".join([name or "", *idents, *digits])
+        batch.add(
+            kind="contact",
+            value=value,
+            language=None,
+            created_at=created_at,
+            contact_id=cid,
+        )
+
+
+class IndexingSession(Session):
+    """The service's session class: each commit indexes what its flushes wrote."""
+
+
+event.listen(IndexingSession, "after_flush", _collect)
+event.listen(IndexingSession, "before_commit", _apply)
+
+
+async def forget(
+    session: AsyncSession, conversation_ids: Sequence[int], contact_ids: Sequence[int]
+) -> int:
+    """Erasure: drop every index row of these conversations and contacts. Returns how many."""
+    await session.run_sync(_apply)  # what this transaction wrote first, then drop it all
+    where = or_(
+        _docs.c.conversation_id.in_(list(conversation_ids)),
+        _docs.c.contact_id.in_(list(contact_ids)),
+    )
+    n = int(await session.scalar(select(func.count()).select_from(_docs).where(where)) or 0)
+    await session.run_sync(lambda s: _drop(s.connection(), where))
+    return n
+
+
+async def backfill(session: AsyncSession) -> None:
+    """Index everything already stored (tests of the migration's backfill use it too)."""
+    await session.run_sync(lambda s: backfill_sync(s.connection()))
+
+
+def backfill_sync(conn: Connection) -> None:
+    """Used by migration 0007: index every stored message, subject and contact, in batches."""
+    mt = Message.__table__
+    cvt = Conversation.__table__
+    batch = _Batch()
+    last = 0
+    while True:
+        rows = conn.execute(
+            select(
+                mt.c.id,
+                mt.c.conversation_id,
+                mt.c.text,
+                func.coalesce(mt.c.language, cvt.c.language).label("language"),
+                mt.c.created_at,
+            )
+            .join(cvt, cvt.c.id == mt.c.conversation_id)
+            .where(mt.c.id > last, mt.c.text != "", mt.c.text != "[erased]")
+            .order_by(mt.c.id)
+            .limit(500)
+        ).all()
+        if not rows:
+            break
+        for r in rows:
+            batch.add(
+                kind="message",
+                value=r.text,
+                language=r.language,
+                created_at=r.created_at,
+                conversation_id=r.conversation_id,
+                message_id=r.id,
+            )
+        batch.run(conn)
+        last = rows[-1].id
+    cv = Conversation.__table__
+    subjects = conn.execute(
+        select(cv.c.id, cv.c.subject, cv.c.language, cv.c.created_at).where(
+            cv.c.subject.is_not(None)
+        )
+    ).all()
+    for s in subjects:
+        batch.add(
+            kind="subject",
+            value=s.subject,
+            language=s.language,
+            created_at=s.created_at,
+            conversation_id=s.id,
+        )
+    batch.run(conn)
+    ids = [r[0] for r in conn.execute(select(Contact.__table__.c.id)).all()]
+    for i in range(0, len(ids), 500):
+        _index_contacts(conn, ids[i : i + 500], batch)
+        batch.run(conn)
+
+
+# --- querying ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hit:
+    kind: str
+    conversation_id: int | None
+    message_id: int | None
+    contact_id: int | None
+    created_at: datetime
+    score: float
+
+
+def query_words(q: str) -> list[str]:
+    words = _words(q)
+    if not q.strip() or not words:
+        raise InvalidInput("q must contain at least one word")
+    if len(q) > MAX_QUERY_CHARS:
+        raise InvalidInput(f"q is longer than {MAX_QUERY_CHARS} characters")
+    if len(words) > MAX_QUERY_WORDS:
+        raise InvalidInput(f"q has more than {MAX_QUERY_WORDS} words")
+    return words
+
+
+def fts_query(words: Iterable[str]) -> str:
+    """An FTS5 MATCH expression: every word, each as any of its forms (folded, stems)."""
+    groups = []
+    for w in words:
+        forms = {textnorm.normalise(w)}
+        for lang in STEM_LANGS:
+            forms |= textnorm.stem_forms(w, lang)
+        groups.append("(" + " OR ".join(f'"{f}"' for f in sorted(forms) if f) + ")")
+    return " AND ".join(groups)
+
+
+def _pg_query(q: str) -> ColumnElement[Any]:
+    """Any language's reading of the query, as typed and accent-folded (constant: GIN-usable)."""
+    folded = textnorm.normalise(q)
+    parts = [
+        func.websearch_to_tsquery(cast(cfg, REGCONFIG), value)
+        for cfg in (*PG_CONFIGS.values(), "simple")
+        for value in dict.fromkeys((q, folded))
+    ]
+    combined: ColumnElement[Any] = parts[0]
+    for part in parts[1:]:
+        combined = combined.op("||")(part)
+    return combined
+
+
+def decode_offset(cursor: str | None) -> int:
+    offset = decode_cursor(cursor) or 0
+    if offset > MAX_OFFSET:
+        raise InvalidInput(f"search pages stop at {MAX_OFFSET} results; refine the query")
+    return offset
+
+
+async def search(
+    session: AsyncSession,
+    p: Principal,
+    q: str,
+    *,
+    kinds: Sequence[str] = ("message", "subject", "contact"),
+    sort: str = "relevance",
+    offset: int = 0,
+    limit: int = 20,
+) -> tuple[list[Hit], int | None]:
+    """One page of hits the caller may read, and the next page's offset (None at the end)."""
+    words = query_words(q)
+    dialect = session.get_bind().dialect.name
+    d = SearchDocument
+    visible_conv = d.conversation_id.in_(
+        select(Conversation.id).where(await access.visible_conversations(session, p))
+    )
+    if p.max_tier >= 2:
+        visible_contact: ColumnElement[bool] = d.kind == "contact"
+    else:
+        visible_contact = and_(
+            d.kind == "contact",
+            exists(
+                select(1).where(
+                    Conversation.contact_id == d.contact_id,
+                    await access.visible_conversations(session, p),
+                )
+            ),
+        )
+    if dialect == "postgresql":
+        tsq = _pg_query(q)
+        score: ColumnElement[Any] = func.ts_rank_cd(d.tsv, tsq)
+        stmt = select(d, score.label("score")).where(d.tsv.op("@@")(tsq))
+    else:
+        score = -func.bm25(literal_column("search_fts"))
+        stmt = (
+            select(d, score.label("score"))
+            .join(_fts, _fts.c.rowid == d.id)
+            .where(text("search_fts MATCH :fq").bindparams(fq=fts_query(words)))
+        )
+    stmt = stmt.where(d.kind.in_(list(kinds)), or_(visible_conv, visible_contact))
+    if sort == "relevance":
+        stmt = stmt.order_by(score.desc(), d.id.desc())
+    elif sort == "-created_at":
+        stmt = stmt.order_by(d.created_at.desc(), d.id.desc())
+    else:
+        stmt = stmt.order_by(d.created_at, d.id)
+    rows = (await session.execute(stmt.offset(offset).limit(limit + 1))).all()
+    hits = [
+        Hit(
+            kind=doc.kind,
+            conversation_id=doc.conversation_id,
+            message_id=doc.message_id,
+            contact_id=doc.contact_id,
+            created_at=doc.created_at,
+            score=float(s or 0.0),
+        )
+        for doc, s in rows[:limit]
+    ]
+    more = len(rows) > limit and offset + limit < MAX_OFFSET
+    return hits, (offset + limit if more else None)
+
+
+def excerpt(value: str, words: Sequence[str], width: int = 160) -> str:
+    """A window of the text around the first word of the query that occurs in it."""
+    folded = textnorm.normalise(value)
+    at = -1
+    for w in words:
+        stem = textnorm.normalise(w)[: max(3, len(w) - 3)]
+        at = folded.find(stem)
+        if at >= 0:
+            break
+    start = max(0, at - width // 3) if at >= 0 else 0
+    cut = value[start : start + width]
+    return ("…" if start else "") + cut + ("…" if start + width < len(value) else "")

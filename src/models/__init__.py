@@ -11,6 +11,7 @@ from models.outbox import OutboxItem
 from models.paging import CrisisWatch, Page
 from models.queue import Queue
 from models.sla import SlaTimer
+from models.staff_auth import StaffCredential, StaffInvitation, StaffSession
 
 __all__ = [
     "Agent",
@@ -28,4 +29,7 @@ __all__ = [
     "Page",
     "Queue",
     "SlaTimer",
+    "StaffCredential",
+    "StaffInvitation",
+    "StaffSession",
 ]

@@ -24,6 +24,10 @@ from router.api.routes import agents, contacts, conversations, events, health, i
 from router.api.routes import callbacks as callbacks_routes
 from router.api.transport import TransportMiddleware
 from router.bootstrap import build_runtime, sync_queues
+from router.console import api as console_api
+from router.console import docs as console_docs
+from router.console import presence as console_presence
+from router.console import routes as console_routes
 from router.outbox import OutboxWorker
 from router.paging import PageWorker
 from router.ratelimit import RateLimitMiddleware, TokenBuckets
@@ -74,6 +78,7 @@ def create_app(
                 asyncio.create_task(run_imap(rt, stop), name="imap"),
                 # Idle unless the email channel is configured; SKIP LOCKED makes N instances safe.
                 asyncio.create_task(run_fallback(rt, stop), name="webchat-fallback"),
+                asyncio.create_task(console_presence.run(rt, stop), name="console-presence"),
             ]
         try:
             yield
@@ -95,8 +100,10 @@ def create_app(
         version=__version__,
         description="Omnichannel message router for support teams whose conversations matter.",
         lifespan=lifespan,
+        docs_url=None,  # served from the installed Swagger UI package (router.console.docs)
     )
     problems.install(app)
+    console_docs.install(app)
     cfg = settings or (runtime.settings if runtime is not None else get_settings())
     app.add_middleware(
         RateLimitMiddleware,
@@ -137,6 +144,8 @@ def create_app(
         telegram_webhook,
         email_webhook,
         webchat_routes,
+        console_routes,
+        console_api,
     )
     for module in modules if role != "worker" else (health,):
         app.include_router(module.api_router)

@@ -115,16 +115,20 @@ async def open_crises(session: SessionDep, rt: Runtime, p: Principal) -> list[Cr
             )
         )
     )
-    arrived = dict(
-        (
+    arrived: dict[int, datetime] = {
+        cid: at
+        for cid, at in (
             await session.execute(
                 select(Event.conversation_id, func.min(Event.created_at))
                 .where(Event.conversation_id.in_(ids), Event.type == "crisis.detected")
                 .group_by(Event.conversation_id)
             )
-        ).tuples()
-    )
-    names = dict((await session.execute(select(Agent.id, Agent.name))).tuples())
+        ).all()
+        if cid is not None
+    }
+    names: dict[int, str] = {
+        aid: name for aid, name in (await session.execute(select(Agent.id, Agent.name))).all()
+    }
     reads = {r.id: r for r in await service.conversation_reads(session, rt, list(convs.values()))}
     out = [
         CrisisRead(

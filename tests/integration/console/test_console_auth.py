@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from models import StaffCredential
+from router.console.settings import ConsoleSettings
 from router.runtime import Runtime
 from tests.conftest import ADMIN, auth, make_agent
 from tests.support.fakes import FakeClock
@@ -266,6 +267,13 @@ async def test_repeated_wrong_passwords_lock_the_account(
 async def test_sign_in_is_rate_limited_per_client_address(
     client: httpx.AsyncClient, rt: Runtime
 ) -> None:
+    # A burst of 10, then one a minute (not the default 10 a minute: a slow machine would
+    # refill a token while the 12 argon2 checks below run).
+    transport = client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    transport.app.state.console_settings = ConsoleSettings(  # type: ignore[attr-defined]
+        logins_per_min=1, logins_burst=10, _env_file=None
+    )
     codes = []
     for i in range(12):
         r = await client.post(

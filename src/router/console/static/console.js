@@ -15,7 +15,7 @@
   const state = {
     me: null, csrf: "", lang: "en", agents: new Map(), contacts: new Map(), queues: [],
     crises: [], seenCrises: new Set(), stream: null, timers: [], filters: {}, view: null,
-    refreshTimer: 0, audio: null,
+    refreshTimer: 0, viewTimer: 0, audio: null,
   };
 
   // --- small helpers --------------------------------------------------------------------
@@ -110,6 +110,7 @@
 
   // --- shell ----------------------------------------------------------------------------
   function clearTimers() {
+    window.clearInterval(state.viewTimer);
     for (const id of state.timers) window.clearInterval(id);
     state.timers = [];
   }
@@ -790,11 +791,13 @@
     state.view = view;
     show(t("wallboard"), body);
     view.refresh();
-    every(15000, () => { if (state.view === view) view.refresh(); });
+    window.clearInterval(state.viewTimer);
+    state.viewTimer = window.setInterval(() => { if (state.view === view) view.refresh(); }, 15000);
   }
 
   // --- routing --------------------------------------------------------------------------
   function route() {
+    window.clearInterval(state.viewTimer);
     const hash = location.hash || "#/inbox";
     const invite = hash.match(/^#\/invite\/([A-Za-z0-9_-]+)$/);
     if (invite) { inviteView(invite[1]); return; }

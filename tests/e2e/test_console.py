@@ -8,6 +8,7 @@ Screenshots of the real thing go to docs/screenshots/ (linked from the README).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from playwright.async_api import Page, expect
 from sqlalchemy import select
 
 from channels.webchat import WebchatChannel, WebchatConfig
-from models import Agent, Conversation
+from models import Agent, Attachment, CallbackRequest, Conversation, Message
 from router.outbox import OutboxWorker
 from router.runtime import Runtime
 from tests.conftest import ADMIN, make_agent
@@ -270,3 +271,86 @@ async def test_console_speaks_the_agents_language(rt: Runtime, browser: Any) -> 
         await page.get_by_label("Язык").select_option("es")
         await expect(page.locator("#view-title")).to_have_text("Bandeja")
         await ctx.close()
+
+
+async def test_the_timeline_shows_calls_callbacks_and_attachments_on_a_tablet(
+    rt: Runtime, browser: Any
+) -> None:
+    agent_id, _ = await make_agent(
+        rt, name="Lucía", email="lucia@clinic.example", role="agent_l1", presence="away"
+    )
+    async with serve_on(webchat_app(rt), free_port()) as base:
+        async with httpx.AsyncClient(base_url=base) as api:
+            r = await api.post(
+                "/api/v1/inbound",
+                json={
+                    "contact": {"external_id": "ana", "name": "Ana García"},
+                    "message": {"external_id": "m1", "text": "Quiero cambiar mi cita"},
+                },
+                headers=ADMIN,
+            )
+            conv_id = r.json()["conversation_id"]
+        now = rt.now()
+        async with rt.db.session() as s:
+            conv = await s.get(Conversation, conv_id)
+            assert conv is not None
+            call = Message(
+                conversation_id=conv_id,
+                direction="in",
+                channel="calls",
+                kind="call",
+                text="",
+                channel_meta={"call_status": "missed", "duration_s": 0},
+            )
+            doc = Message(conversation_id=conv_id, direction="in", channel="app", text="mi receta")
+            s.add_all([call, doc])
+            await s.flush()
+            s.add(
+                Attachment(
+                    message_id=doc.id, url="https://f.example/r.pdf", kind="file", name="receta.pdf"
+                )
+            )
+            s.add(
+                CallbackRequest(
+                    conversation_id=conv_id,
+                    contact_id=conv.contact_id,
+                    phone="+34600000000",
+                    first_call_at=now,
+                    last_call_at=now,
+                    last_call_status="missed",
+                )
+            )
+        await accept(base, agent_id)
+        ctx = await browser.new_context(viewport={"width": 768, "height": 1024}, has_touch=True)
+        await ctx.add_init_script("localStorage.setItem('careline.console.lang', 'en')")
+        page = await ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await sign_in(page, base, "lucia@clinic.example")
+        await page.goto(f"{base}/console/#/c/{conv_id}")
+        timeline = page.locator("#timeline")
+        await expect(timeline.locator(".msg .call")).to_contain_text("missed")
+        link = timeline.get_by_role("link", name="receta.pdf")
+        await expect(link).to_have_attribute(
+            "href", re.compile(r"^/api/v1/attachments/\d+/content$")
+        )
+        callback = timeline.locator(".callback")
+        await expect(callback).to_contain_text("+34600000000: open")
+        await callback.get_by_label("Outcome").select_option("no_answer")
+        await callback.get_by_role("button", name="Record").click()
+        await expect(timeline.locator(".callback")).to_contain_text("no_answer", timeout=LIVE)
+        # The contact panel: name, identities and (on a tablet) below the timeline.
+        panel = page.get_by_role("complementary", name="Contact")
+        await expect(panel).to_contain_text("Ana García")
+        box_tl = await timeline.bounding_box()
+        box_panel = await panel.bounding_box()
+        assert box_tl is not None
+        assert box_panel is not None
+        assert box_panel["y"] > box_tl["y"]
+        # Keyboard: Escape closes an action form.
+        await page.locator("#act-escalate").click()
+        await expect(page.get_by_label("Reason")).to_be_focused()
+        await page.keyboard.press("Escape")
+        await expect(page.get_by_label("Reason")).to_have_count(0)
+        await ctx.close()
+        assert errors == []

@@ -319,3 +319,31 @@ async def test_console_pages_allow_no_other_host(client: httpx.AsyncClient, path
     assert "http" not in csp
     assert (await client.get("/console/static/..%2Fauth.py")).status_code == 404
     assert (await client.get("/console", follow_redirects=False)).status_code == 308
+
+
+async def test_each_console_session_has_its_own_api_rate_limit(rt: Runtime) -> None:
+    """Agents behind one address (a clinic's NAT) do not share one bucket; a junk cookie buys
+    no bucket of its own."""
+    from router.api import create_app
+
+    # One a minute after a burst of 3: nothing refills while the argon2 checks run.
+    rt.settings = rt.settings.model_copy(
+        update={"rate_limit_api_per_min": 1, "rate_limit_api_burst": 3}
+    )
+    app = create_app(runtime=rt)
+    app.state.runtime = rt
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        await staff(c, rt, "a@clinic.example")
+        await staff(c, rt, "b@clinic.example")
+        a = no_csrf(await sign_in(c, "a@clinic.example"))
+        b = no_csrf(await sign_in(c, "b@clinic.example"))
+        codes = [(await c.get("/api/v1/queues", headers=a)).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        assert (await c.get("/api/v1/queues", headers=b)).status_code == 200
+        # The address's bucket paid for the admin's, a's and b's first requests: it is empty.
+        junk = [
+            (await c.get("/api/v1/queues", headers={"Cookie": f"careline_session=junk{i}"}))
+            for i in range(3)
+        ]
+        assert [r.status_code for r in junk] == [429, 429, 429]

@@ -2,8 +2,9 @@
 
 Keys: for the API, a token's (or console session cookie's) hash once it has authenticated in
 this process (an integration token, one back-end forwarding every customer, gets buckets of
-its own and a higher rate); a request with no token or one not known to be valid is keyed by the client
-address, so rotating junk tokens buys no fresh buckets. Webhooks and web chat: the address.
+its own and a higher rate); a request with no token or one not known to be valid is keyed by
+the client address, so rotating junk tokens buys no fresh buckets. Webhooks and web chat:
+the address.
 Buckets live in this process: with N instances behind a load balancer a caller gets up to N
 times the rate, which still bounds a runaway client or a flood per instance.
 """

@@ -141,7 +141,7 @@
         h("label", { for: "lang" }, t("language")), langSel,
         "Notification" in window && Notification.permission === "default" && isClinician()
           ? h("button", { type: "button", onclick: enableAlerts }, t("notifications")) : null,
-        h("span", { id: "conn", class: "conn", "aria-live": "polite" }),
+        h("span", { id: "conn", class: "conn", "aria-live": "polite" }, state.conn || ""),
         h("button", { type: "button", id: "signout", onclick: signOut }, t("signOut"))));
   }
 
@@ -295,9 +295,13 @@
     const es = new EventSource("/api/v1/events");
     state.stream = es;
     const conn = () => $("#conn");
-    es.onopen = () => { if (conn()) conn().textContent = t("connection", { state: t("live") }); };
+    es.onopen = () => {
+      state.conn = t("connection", { state: t("live") });
+      if (conn()) conn().textContent = state.conn;
+    };
     es.onerror = async () => {
-      if (conn()) conn().textContent = t("connection", { state: t("reconnecting") });
+      state.conn = t("connection", { state: t("reconnecting") });
+      if (conn()) conn().textContent = state.conn;
       if (es.readyState === EventSource.CLOSED) {
         // The server refused (session over?) or went away: check, then retry.
         try { await api("GET", "/console/api/session"); } catch { sessionEnded(); return; }
@@ -319,7 +323,10 @@
     let ev;
     try { ev = JSON.parse(msg.data); } catch { return; }
     if (ev.type === "conversation.created") announce(t("newConversation", { id: ev.conversation_id }));
-    if (ev.type.startsWith("agent.")) loadAgents();
+    if (ev.type.startsWith("agent.")) {
+      // My presence changed elsewhere (a supervisor, or away after the tab was silent).
+      loadAgents().then(() => { if (state.me && ev.agent_id === state.me.id) renderHeader(); });
+    }
     if (isClinician() && (ev.type.startsWith("crisis.") || ev.type.startsWith("conversation.") || ev.type.startsWith("message."))) {
       refreshCrises();
     }

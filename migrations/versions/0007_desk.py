@@ -4,7 +4,7 @@ The search index is backfilled here from what is already stored (messages, subje
 contacts), in batches of 500 through the same code that indexes new writes.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-02 05:00:00
 """
 
@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import TSVECTOR
 
 revision: str = "0007"
 # Another branch adds 0006; the merge re-chains this one after it.
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -12,6 +12,7 @@ from models.outbox import OutboxItem
 from models.paging import CrisisWatch, Page
 from models.queue import Queue
 from models.sla import SlaTimer
+from models.staff_auth import StaffCredential, StaffInvitation, StaffSession
 
 __all__ = [
     "Agent",
@@ -32,4 +33,7 @@ __all__ = [
     "ReadAudit",
     "SearchDocument",
     "SlaTimer",
+    "StaffCredential",
+    "StaffInvitation",
+    "StaffSession",
 ]

@@ -139,9 +139,11 @@ class CallLog(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     status: CallStatus
-    direction: CallDirection
-    provider: str
-    call_id: str
+    # Optional only so that a stored log missing them (older rows, hand-written ones) still
+    # reads; the calls channel always sets all three.
+    direction: CallDirection | None = None
+    provider: str | None = None
+    call_id: str | None = None
     from_: str | None = None
     to: str | None = None
     customer_phone: str | None = None  # E.164, when the customer can be rung back
@@ -168,12 +170,15 @@ class CallLog(BaseModel):
         meta = meta or {}
         if meta.get("call_status") not in get_args(CallStatus):
             return None
-        if meta.get("direction") not in get_args(CallDirection):
+        if meta.get("direction") not in (*get_args(CallDirection), None):
             return None
         fields = {name: meta.get(cls._KEYS.get(name, name)) for name in cls.model_fields}
         try:
             return cls.model_validate(
-                {k: (str(v) if k in ("provider", "call_id") else v) for k, v in fields.items()}
+                {
+                    k: (str(v) if k in ("provider", "call_id") and v is not None else v)
+                    for k, v in fields.items()
+                }
             )
         except ValueError:
             return None

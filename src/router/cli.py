@@ -130,6 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _migrate(settings)
         agent_id, token = asyncio.run(create_agent(settings, body))
         print(f"agent {agent_id} created ({args.role}). Token (shown once): {token}")
+        from router.console.seed import invite
+
+        if link := asyncio.run(invite(settings, agent_id)):
+            print(f"Console invitation (one-time, sets the password): {link}")
+        elif args.role != "integration":
+            print("No console sign-in: give --email to get an invitation link.")
         return 0
     if args.cmd in plugins:
         from router.logs import configure

@@ -7,20 +7,50 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from models import Agent, Message
+from models import Message
 from models.messages import InboundMessage, Sender
 from models.schemas import AgentCreate
 from router.bootstrap import build_runtime, sync_queues
+from router.console import seed as console_seed
 from router.flows import agents, ingest
 from router.settings import Settings
 
 DEMO_AGENTS = [
-    AgentCreate(name="Lucía (bookings)", role="agent_l1", languages=["es", "en"], capacity=5),
-    AgentCreate(name="Ivan (billing)", role="agent_l1", languages=["ru", "en"], capacity=5),
-    AgentCreate(name="Dr. Marta Ruiz", role="agent_l2", languages=["es", "en"], capacity=3),
-    AgentCreate(name="Dr. Olga Petrova", role="agent_l2", languages=["ru", "en"], capacity=3),
-    AgentCreate(name="Sam (supervisor)", role="supervisor", languages=["en", "es", "ru"]),
-    AgentCreate(name="Clinic app back-end", role="integration"),
+    AgentCreate(
+        name="Lucía (bookings)",
+        role="agent_l1",
+        email="lucia@demo.careline.example",
+        languages=["es", "en"],
+        capacity=5,
+    ),
+    AgentCreate(
+        name="Ivan (billing)",
+        role="agent_l1",
+        email="ivan@demo.careline.example",
+        languages=["ru", "en"],
+        capacity=5,
+    ),
+    AgentCreate(
+        name="Dr. Marta Ruiz",
+        role="agent_l2",
+        email="ruiz@demo.careline.example",
+        languages=["es", "en"],
+        capacity=3,
+    ),
+    AgentCreate(
+        name="Dr. Olga Petrova",
+        role="agent_l2",
+        email="petrova@demo.careline.example",
+        languages=["ru", "en"],
+        capacity=3,
+    ),
+    AgentCreate(
+        name="Sam (supervisor)",
+        role="supervisor",
+        email="sam@demo.careline.example",
+        languages=["en", "es", "ru"],
+    ),
+    AgentCreate(name="Clinic app back-end", role="integration", email="app@demo.careline.example"),
 ]
 
 DEMO_MESSAGES = [
@@ -58,26 +88,21 @@ async def seed(settings: Settings, *, base_url: str) -> str:
     lines = [f"Careline demo on {settings.database_url}", ""]
     try:
         await sync_queues(rt)
-        async with rt.db.session() as session:
-            already = await session.scalar(select(func.count()).select_from(Agent)) or 0
+        # Re-running reuses the demo agents (by e-mail) and the sample messages (same ids,
+        # so ingest de-duplicates them): new tokens and passwords, no second set.
         tokens: list[tuple[str, str, str]] = []
+        sign_ins: list[tuple[str, str, str]] = []
         async with rt.db.session() as session:
             for body in DEMO_AGENTS:
-                demo_body = (
-                    body.model_copy(update={"name": f"{body.name} #{already + 1}"})
-                    if already
-                    else body
-                )
-                agent, token = await agents.create(session, demo_body)
-                if agent.role != "integration":
-                    agent.presence = "online"
-                    agent.presence_changed_at = rt.now()
+                agent, token, password = await console_seed.demo_agent(session, rt, body)
                 tokens.append((agent.name, agent.role, token))
+                if password is not None:
+                    sign_ins.append((agent.name, agent.email or "", password))
         now = rt.now()
         for i, (channel, ext, name, _phone, text) in enumerate(DEMO_MESSAGES):
             msg = InboundMessage(
                 channel=channel,
-                external_id=f"demo-{ext}-{already}-{i}",
+                external_id=f"demo-{ext}-{i}",
                 sender=Sender(external_id=ext, name=name, phone=None),
                 text=text,
                 received_at=now - timedelta(minutes=5 * (len(DEMO_MESSAGES) - i)),
@@ -89,6 +114,10 @@ async def seed(settings: Settings, *, base_url: str) -> str:
         lines.append("Agents (tokens are shown once):")
         for name, role, token in tokens:
             lines.append(f"  {role:<12} {name:<32} {token}")
+        lines.append("")
+        lines.append(f"Console: {base_url}/console/ (passwords are new on every run):")
+        for name, email, password in sign_ins:
+            lines.append(f"  {name:<32} {email:<32} {password}")
         sup = next(t for _, r, t in tokens if r == "supervisor")
         integ = next(t for _, r, t in tokens if r == "integration")
         lines += [
@@ -102,6 +131,7 @@ async def seed(settings: Settings, *, base_url: str) -> str:
             f'{{"external_id": "m1", "text": "Hello!"}}}}\' {base_url}/api/v1/inbound',
             f"  curl -N -H 'Authorization: Bearer {sup}' {base_url}/api/v1/events",
             f"  Web chat widget demo: {base_url}/webchat/demo",
+            f"  Staff console: {base_url}/console/",
             f"  OpenAPI: {base_url}/docs",
         ]
         return "\n".join(lines)

@@ -42,6 +42,7 @@ AGENTS = frozenset({"agent_l1", "agent_l2", "supervisor", "admin", "admin_token"
 MANAGERS = frozenset({"supervisor", "admin", "admin_token"})
 INTEGRATIONS = frozenset({"integration", "admin", "admin_token"})
 ADMINS = frozenset({"admin", "admin_token"})
+CLINICIANS = frozenset({"agent_l2", "supervisor", "admin", "admin_token"})
 
 # (method, path) -> callers allowed. Everything else authenticated gets 403, the rest 401.
 TABLE: dict[tuple[str, str], frozenset[str]] = {
@@ -82,6 +83,11 @@ TABLE: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/audit/reads/export"): ADMINS,
     ("POST", "/api/v1/inbound"): INTEGRATIONS,
     ("GET", "/api/v1/inbound/messages"): INTEGRATIONS,
+    # The staff console's read models (router/console/api.py).
+    ("GET", "/api/v1/conversations/{conversation_id}/activity"): AGENTS,
+    ("GET", "/api/v1/crises"): CLINICIANS,
+    ("GET", "/api/v1/wallboard"): MANAGERS,
+    ("POST", "/api/v1/agents/{agent_id}/invitation"): MANAGERS,
 }
 
 # Answers an allowed caller gets when it is not the plain success of the route. The fixture
@@ -95,6 +101,7 @@ OK: dict[tuple[str, str], tuple[int, str]] = {
     ("DELETE", "/api/v1/canned-replies/{reply_id}"): (204, ""),
     ("GET", "/api/v1/attachments/{attachment_id}/content"): (404, "no downloadable content"),
     ("POST", "/webchat/conversations/{conversation_id}/typing"): (404, "no web chat visitor"),
+    ("POST", "/api/v1/agents/{agent_id}/invitation"): (201, ""),
 }
 OK_FOR: dict[tuple[str, str, str], tuple[int, str]] = {
     ("GET", "/api/v1/agents/me", "admin_token"): (404, "not an agent"),
@@ -113,6 +120,15 @@ OWN_AUTH = frozenset(
         ("GET", "/webchat/confirm-email"),
         ("POST", "/webchat/confirm-email"),
         ("WS", "/webchat/ws"),
+        # The console's own sign-in: e-mail and password, then its session cookie (with CSRF
+        # on writes); tests/integration/console. Its page redirect and static files.
+        ("POST", "/console/api/session"),
+        ("GET", "/console/api/session"),
+        ("DELETE", "/console/api/session"),
+        ("POST", "/console/api/heartbeat"),
+        ("POST", "/console/api/invitations/accept"),
+        ("GET", "/console"),
+        ("GET", "/console/static/{name}"),
     }
 )
 PUBLIC = frozenset(
@@ -126,6 +142,7 @@ PUBLIC = frozenset(
         ("GET", "/openapi.json"),
         ("GET", "/webchat/widget.js"),
         ("GET", "/webchat/demo"),
+        ("GET", "/console/"),
     }
 )
 
@@ -330,6 +347,10 @@ async def build(w: World, key: tuple[str, str], who: str) -> Call:
         return Call(
             method, _fill(path, agent_id=me or w.agent_ids["agent_l1"]), {"presence": "away"}
         )
+    if path == "/api/v1/agents/{agent_id}/invitation":
+        n = next(w.seq)
+        target, _ = await make_agent(w.rt, name=f"t-{n}", email=f"t{n}@x.example", role="agent_l1")
+        return Call(method, _fill(path, agent_id=target))
     if path == "/api/v1/agents/{agent_id}":
         target, _ = await make_agent(w.rt, name=f"target-{next(w.seq)}", role="agent_l1")
         return Call(method, _fill(path, agent_id=target))

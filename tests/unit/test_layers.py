@@ -36,7 +36,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("router.flows",),
     ("router.read",),
     ("router.workers",),
-    ("router.api",),
+    # The staff console is the API's browser face: its routes, sessions and presence task.
+    ("router.api", "router.console"),
     ("router.demo", "router.cli"),
 )
 # What may do I/O: the decide layer is pure (state and time in, decisions out).

@@ -33,6 +33,10 @@ from router.api.routes import (
 )
 from router.api.transport import TransportMiddleware
 from router.bootstrap import build_runtime, load_plugins, sync_queues
+from router.console import api as console_api
+from router.console import docs as console_docs
+from router.console import presence as console_presence
+from router.console import routes as console_routes
 from router.decide import language, learned
 from router.runtime import Runtime
 from router.settings import Settings, get_settings
@@ -89,6 +93,7 @@ def create_app(
                 asyncio.create_task(SlaScheduler(rt).run(stop), name="sla"),
                 asyncio.create_task(Sweeper(rt).run(stop), name="sweeper"),
                 asyncio.create_task(run_scheduler(rt, stop), name="callbacks"),
+                asyncio.create_task(console_presence.run(rt, stop), name="console-presence"),
             ]
             tasks += [
                 asyncio.create_task(work(rt, stop), name=name)
@@ -115,8 +120,10 @@ def create_app(
         version=__version__,
         description="Omnichannel message router for support teams whose conversations matter.",
         lifespan=lifespan,
+        docs_url=None,  # served from the installed Swagger UI package (router.console.docs)
     )
     problems.install(app)
+    console_docs.install(app)
     app.add_middleware(
         RateLimitMiddleware,
         api=TokenBuckets(cfg.rate_limit_api_per_min, cfg.rate_limit_api_burst)
@@ -157,6 +164,8 @@ def create_app(
         canned,
         reports,
         audit,
+        console_routes,
+        console_api,
     )
     routers = [m.api_router for m in core]
     routers += [p.router for p in plugins if p.router is not None]

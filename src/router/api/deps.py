@@ -14,6 +14,7 @@ from models import Agent
 from models.schemas import MAX_ID
 from router.api.ratelimit import remember_token
 from router.auth import Principal, hash_token
+from router.console.auth import cookie_principal, session_cookie
 from router.db import is_unavailable
 from router.errors import Forbidden, Unauthorized, Unavailable
 from router.runtime import Runtime
@@ -54,7 +55,12 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
-async def _principal(request: Request, rt: Runtime, session: AsyncSession) -> Principal:
+async def _principal(
+    request: Request, rt: Runtime, session: AsyncSession, *, touch: bool = True
+) -> Principal:
+    if "authorization" not in request.headers and session_cookie(request):
+        # The staff console: a server-side session cookie, CSRF-checked on writes.
+        return await cookie_principal(request, rt.now(), session, touch=touch)
     token = _bearer(request)
     admin = rt.settings.admin_token
     if (
@@ -91,7 +97,7 @@ async def still_valid(request: Request, rt: Runtime, session: AsyncSession, p: P
     """Whether the stream's caller is still who it was when it connected: a deactivated agent,
     a rotated or revoked token, or a changed role or tier ends the stream."""
     try:
-        return await _principal(request, rt, session) == p
+        return await _principal(request, rt, session, touch=False) == p
     except Unauthorized:
         return False
 

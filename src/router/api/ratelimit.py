@@ -1,9 +1,10 @@
 """Per-caller rate limits (token bucket), answered with 429 and `Retry-After`.
 
-Keys: for the API, a token's hash once that token has authenticated in this process (an
-integration token, one back-end forwarding every customer, gets buckets of its own and a
-higher rate); a request with no token or one not known to be valid is keyed by the client
-address, so rotating junk tokens buys no fresh buckets. Webhooks and web chat: the address.
+Keys: for the API, a token's (or console session cookie's) hash once it has authenticated in
+this process (an integration token, one back-end forwarding every customer, gets buckets of
+its own and a higher rate); a request with no token or one not known to be valid is keyed by
+the client address, so rotating junk tokens buys no fresh buckets. Webhooks and web chat:
+the address.
 Buckets live in this process: with N instances behind a load balancer a caller gets up to N
 times the rate, which still bounds a runaway client or a flood per instance.
 """
@@ -22,6 +23,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from router.api.problems import problem
+from router.console.auth import COOKIE, SECURE_COOKIE
 
 
 @dataclass
@@ -131,7 +133,7 @@ class RateLimitMiddleware:
         if key.startswith("ip:") and path.startswith("/api/"):
             # A token that just authenticated: this request counts in its own buckets too,
             # so its first request is not a free one.
-            auth = Request(scope).headers.get("authorization", "")
+            auth = credential(Request(scope))
             role = self.known.role(token_key(auth)) if auth else None
             own = self.integration if role == "integration" and self.integration else self.api
             if role is not None and own is not None:
@@ -139,7 +141,7 @@ class RateLimitMiddleware:
 
     def _classify(self, scope: Scope, path: str) -> tuple[TokenBuckets | None, str]:
         if path.startswith("/api/"):
-            auth = Request(scope).headers.get("authorization", "")
+            auth = credential(Request(scope))
             key = token_key(auth) if auth else ""
             role = self.known.role(key) if key else None
             if role == "integration" and self.integration is not None:
@@ -157,9 +159,19 @@ def _client(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
+def credential(request: Request) -> str:
+    """The caller's bearer header, else its console session cookie: each signed-in agent gets
+    buckets of their own, not the shared ones of their (perhaps NAT-ed) address."""
+    auth = request.headers.get("authorization", "")
+    if auth:
+        return auth
+    sid = request.cookies.get(SECURE_COOKIE) or request.cookies.get(COOKIE)
+    return "console " + sid if sid else ""
+
+
 def remember_token(request: Request, role: str) -> None:
     """Called once a bearer token authenticated: later requests get that token's buckets."""
     known = getattr(request.state, STATE_KEY, None)
-    auth = request.headers.get("authorization", "")
+    auth = credential(request)
     if isinstance(known, KnownTokens) and auth:
         known.remember(token_key(auth), role)

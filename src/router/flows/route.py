@@ -7,17 +7,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Contact, Conversation, Event, Message
+from models import Contact, Conversation, Message
 from models.messages import CallLog
 from models.vocab import TEXT_CHANNELS
 from router.decide import acks, rules
 from router.flows import assignment, callbacks, paging
 from router.flows import sla as timers
 from router.flows.outbound import send_crisis_ack, send_urgent_medical_ack, send_wait_ack
-from router.repo.events import conv_event
+from router.repo.events import conv_event, crisis_flagged
 from router.repo.queues import queue_by_name, queue_of
 from router.runtime import Runtime
 
@@ -150,7 +149,7 @@ async def route(
             )
     elif set(decision.tags) != set(conv.tags or ()):
         conv.tags = list(decision.tags)
-    if decision.crisis and not await _crisis_flagged(session, conv):
+    if decision.crisis and not await crisis_flagged(session, conv.id):
         await conv_event(
             session,
             "crisis.detected",
@@ -170,13 +169,3 @@ def _why_moved(decision: rules.RoutingDecision) -> str:
         return "urgent medical"
     clinical = [t for t in decision.tags if t in ("clinical", "acute")]
     return " ".join(clinical) or "second-line topic"
-
-
-async def _crisis_flagged(session: AsyncSession, conv: Conversation) -> bool:
-    """The supervisor alert fires once per conversation, however many crisis messages follow."""
-    n = await session.scalar(
-        select(func.count())
-        .select_from(Event)
-        .where(Event.conversation_id == conv.id, Event.type == "crisis.detected")
-    )
-    return bool(n)

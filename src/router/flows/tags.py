@@ -9,10 +9,9 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Agent, Conversation, Event
+from models import Agent, Conversation
 from router.auth import Principal, can_read_tier
 from router.errors import Conflict, Forbidden, InvalidInput
 from router.flows import assignment, paging
@@ -20,7 +19,7 @@ from router.flows import route as flows
 from router.flows import sla as timers
 from router.flows.outbound import send_crisis_ack
 from router.repo import access
-from router.repo.events import conv_event
+from router.repo.events import conv_event, crisis_flagged
 from router.repo.queues import queue_by_name, queue_of
 from router.runtime import Runtime
 
@@ -130,7 +129,7 @@ async def _crisis_by_hand(
         await assignment.hand_back_moved(
             session, conv, now, reason="escalated: crisis", to_queue=target.name
         )
-    if not await _crisis_flagged(session, conv):
+    if not await crisis_flagged(session, conv.id):
         await conv_event(
             session,
             "crisis.detected",
@@ -155,13 +154,3 @@ async def _can_read(session: AsyncSession, conv: Conversation, tier: int) -> boo
     if agent is None:
         return False
     return can_read_tier(Principal(role=agent.role, agent_id=agent.id, tier=agent.tier), tier)
-
-
-async def _crisis_flagged(session: AsyncSession, conv: Conversation) -> bool:
-    """As detection: the supervisor alert fires once per conversation."""
-    n = await session.scalar(
-        select(func.count())
-        .select_from(Event)
-        .where(Event.conversation_id == conv.id, Event.type == "crisis.detected")
-    )
-    return bool(n)

@@ -121,3 +121,14 @@ async def conv_event(
     if tier is None:
         follow(session, ev)
     settle(session, conv, current)
+
+
+async def crisis_flagged(session: AsyncSession, conversation_id: int) -> bool:
+    """Whether the supervisor's crisis alert (`crisis.detected`) already fired for this
+    conversation: it fires once, however many crisis messages or manual tags follow."""
+    n = await session.scalar(
+        select(func.count())
+        .select_from(Event)
+        .where(Event.conversation_id == conversation_id, Event.type == "crisis.detected")
+    )
+    return bool(n)

@@ -32,9 +32,9 @@ import asyncpg
 from pydantic import SecretStr
 
 from router.bootstrap import build_runtime, sync_queues
-from router.workers.sla import SlaScheduler
 from router.migrate import upgrade
 from router.settings import Settings
+from router.workers.sla import SlaScheduler
 
 
 async def seed(dsn: str, n: int, start: datetime, window: float, fire: int) -> None:

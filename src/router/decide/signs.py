@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -97,12 +97,38 @@ class SignHit:
 # -- tokens and their keys ---------------------------------------------------------------------
 #
 # Every token becomes a small set of keys; every concept term step is a set of keys; a token
-# matches a step when the sets meet. Keys: "=form", "~lang:stem", "^prefix", "?deletion",
+# matches a step when the sets meet. Keys: "=form", "~lang:stem", "^prefix", "?typo" (below),
 # "#num" / "#minor" / "#big" for numbers.
 
 
-def _deletes(word: str) -> Iterable[str]:
-    return (word[:i] + word[i + 1 :] for i in range(len(word)))
+# One typo, and only one: a letter missing, a letter added, a letter replaced, or two adjacent
+# letters swapped. Plain symmetric deletion also paired words two edits apart ("hearing" and
+# "harming" both lose a letter to "haring"; "оставить" and "отравить" to "отавить"), so a
+# replaced letter must sit at the same place in both words and a swap must drop the same letter
+# one place apart. Keys: "?w" the whole word, "?-w" a word with one letter dropped, "?i:w" a
+# letter dropped at place i, "?c<i:w" letter c dropped at place i (for swaps).
+
+
+def _typo_keys_token(form: str) -> set[str]:
+    keys = {"?" + form}
+    for i in range(len(form)):
+        d = form[:i] + form[i + 1 :]
+        keys.add("?-" + d)  # the writer added a letter
+        keys.add(f"?{i}:{d}")  # the writer replaced one
+        keys.add(f"?{form[i]}<{i}:{d}")  # the writer swapped two
+    return keys
+
+
+def _typo_keys_term(form: str) -> set[str]:
+    keys = {"?" + form, "?-" + form}
+    for i in range(len(form)):
+        d = form[:i] + form[i + 1 :]
+        keys.add("?" + d)  # the writer dropped a letter
+        keys.add(f"?{i}:{d}")
+        # a swap of places i and i+1 drops the same letter c one place apart
+        keys.add(f"?{form[i]}<{i + 1}:{d}")
+        keys.add(f"?{form[i]}<{i - 1}:{d}")
+    return keys
 
 
 @lru_cache(maxsize=131072)
@@ -121,8 +147,7 @@ def _token_keys(token: str, stem_langs: tuple[str, ...]) -> frozenset[str]:
         for n in range(MIN_PREFIX, min(len(form), MAX_PREFIX) + 1):
             keys.add("^" + form[:n])
         if len(form) >= FUZZY_MIN_LEN:
-            keys.add("?" + form)
-            keys.update("?" + d for d in _deletes(form))
+            keys |= _typo_keys_token(form)
     if token.isdigit():
         keys.add("#num")
         value = int(token[:6])
@@ -157,6 +182,9 @@ class _Sign:
     window: int
     unless: frozenset[int]
     ordered: bool  # slots must occur in the order given ("kill" before "my boss")
+    # Concepts that cancel anywhere within ``window`` tokens of the match, not only next to it:
+    # a context that frames the whole sentence ("me mataron en el último nivel del juego").
+    unless_far: frozenset[int] = frozenset()
 
 
 class SignError(ValueError):
@@ -191,7 +219,8 @@ class SignModel:
     ) -> None:
         """``concepts``: language -> concept name -> terms; ``signs``: dicts with ``group``,
         ``category``, ``all`` (concept names; ``A|B`` for alternatives), optional ``window``
-        (tokens, default 8) and ``unless`` (concept names)."""
+        (tokens, default 8), ``unless`` (concept names that cancel next to the match) and
+        ``unless_far`` (concept names that cancel anywhere within the window)."""
         self.languages = tuple(sorted(concepts))
         self._stem_langs = tuple(lang for lang in self.languages if lang in SNOWBALL)
         names = sorted({name for per in concepts.values() for name in per})
@@ -268,7 +297,7 @@ class SignModel:
                 steps.append(frozenset(keys))
                 fuzzy.append(
                     frozenset(
-                        "?" + d for f in forms if len(f) >= FUZZY_MIN_LEN for d in (f, *_deletes(f))
+                        k for f in forms if len(f) >= FUZZY_MIN_LEN for k in _typo_keys_term(f)
                     )
                 )
         return _Term(concept, tuple(steps), tuple(fuzzy))
@@ -284,12 +313,14 @@ class SignModel:
 
         needs = tuple(ids(n) for n in spec["all"])
         unless = frozenset().union(*(ids(n) for n in spec.get("unless", [])))
+        unless_far = frozenset().union(*(ids(n) for n in spec.get("unless_far", [])))
         return _Sign(
             group=str(spec["group"]),
             category=str(spec["category"]),
             needs=needs,
             window=int(spec.get("window", 8)),
             unless=unless,
+            unless_far=unless_far,
             ordered=bool(spec.get("ordered", False)),
         )
 
@@ -377,6 +408,7 @@ def _covering_span(
             return None
         slots.append(spans)
     blockers = sorted(s for c in sign.unless for s in found.get(c, ()))
+    far = sorted(s for c in sign.unless_far for s in found.get(c, ()))
     # Anchor on each span of the rarest slot; the others must fall within the window around it.
     # For each other slot the few nearest candidates are combined (at most 3 per slot), which
     # finds the tight window that a greedy nearest choice misses ("not … pray … dont wake").
@@ -407,6 +439,9 @@ def _covering_span(
             if end - start + 1 > sign.window + 1:
                 continue
             if any(b[1] >= start - 3 and b[0] <= end + 3 for b in blockers):
+                continue
+            w = sign.window
+            if any(b[1] >= start - w and b[0] <= end + w for b in far):
                 continue
             return start, end, sorted(set(chosen))
     return None

@@ -337,7 +337,7 @@
     for (const type of [
       "conversation.created", "conversation.routed", "conversation.assigned", "conversation.unassigned",
       "conversation.transferred", "conversation.escalated", "conversation.pending", "conversation.resolved",
-      "conversation.closed", "conversation.reopened", "conversation.moved", "message.received",
+      "conversation.closed", "conversation.reopened", "conversation.moved", "conversation.tagged", "message.received",
       "message.queued", "message.delivered", "message.retrying", "message.failed", "note.created",
       "crisis.detected", "crisis.offered", "supervisor.alert", "sla.warning", "sla.breached",
       "agent.presence", "agent.created", "agent.deactivated", "callback.requested", "callback.outcome",
@@ -592,6 +592,10 @@
     if (ev.agent_id && ev.type.includes("assign")) bits.push(agentName(ev.agent_id));
     if (d.kind) bits.push(t(d.kind));
     if (d.priority) bits.push(t(d.priority));
+    if (ev.type === "conversation.tagged") {
+      if (ev.agent_id) bits.push(agentName(ev.agent_id));
+      bits.push(...(d.added || []).map((x) => `+${x}`), ...(d.removed || []).map((x) => `−${x}`));
+    }
     if (d.category || d.categories) bits.push([].concat(d.category || d.categories).join(", "));
     const reasons = [].concat(d.reason || [], d.reasons || []).filter(Boolean);
     return { title: t("ev_" + ev.type.replaceAll(".", "_")), detail: bits.join(" · "), reasons };

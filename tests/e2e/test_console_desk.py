@@ -246,6 +246,34 @@ async def test_search_tags_canned_replies_and_reports(rt: Runtime, browser: Any)
         await sup.locator("#cn-save").click()
         await expect(sup.locator("#canned-status")).to_contain_text("unknown placeholder")
 
+        # Tagging crisis by hand takes the crisis path: clinicians, urgent, supervisor alerted.
+        await sup.goto(f"{base}/console/#/c/{booking['id']}")
+        await sup.locator("#act-tags").click()
+        await sup.get_by_label("Tag", exact=True).fill("crisis")
+        await expect(sup.locator("#tag-crisis")).to_contain_text("moves the conversation")
+        await sup.get_by_label("Reason for the change").fill("Dice que quiere hacerse daño")
+        await sup.get_by_role("button", name="Add tag").click()
+        head = sup.locator(".conv-head")
+        await expect(head).to_have_class(re.compile(r"\bis-crisis\b"), timeout=LIVE)
+        await expect(head).to_contain_text("Queue: second_line")
+        await expect(head.locator(".prio")).to_contain_text("Urgent")
+        await expect(sup.locator('#timeline .system[data-event="crisis.detected"]')).to_have_count(
+            1
+        )
+        # The first line no longer sees it.
+        await l1.get_by_role("link", name="Inbox", exact=True).click()
+        await expect(l1.locator(f'tr.conv[data-id="{booking["id"]}"]')).to_have_count(0)
+
+        # The new screens speak the agent's language.
+        await l1.get_by_label("Language").select_option("ru")
+        await expect(l1.get_by_role("searchbox", name="Поиск")).to_be_visible()
+        await l1.goto(f"{base}/console/#/c/{other['id']}")
+        await expect(l1.get_by_label("Шаблон ответа")).to_be_visible()
+        await expect(l1.get_by_role("button", name="Метки")).to_be_visible()
+        await l1.get_by_label("Язык").select_option("es")
+        await expect(l1.get_by_label("Respuesta predefinida")).to_be_visible()
+        await expect(l1.get_by_role("searchbox", name="Buscar")).to_be_visible()
+
         await ctx.close()
         await sup_ctx.close()
     assert errors == []

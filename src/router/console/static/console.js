@@ -134,7 +134,10 @@
       h("nav", { "aria-label": t("title") },
         h("strong", { class: "brand" }, "Careline"),
         h("a", { href: "#/inbox", "aria-current": location.hash.startsWith("#/inbox") || location.hash === "" ? "page" : null }, t("inbox")),
-        isManager() ? h("a", { href: "#/wallboard", "aria-current": location.hash.startsWith("#/wallboard") ? "page" : null }, t("wallboard")) : null),
+        isManager() ? h("a", { href: "#/wallboard", "aria-current": location.hash.startsWith("#/wallboard") ? "page" : null }, t("wallboard")) : null,
+        isManager() ? h("a", { href: "#/reports", "aria-current": location.hash.startsWith("#/reports") ? "page" : null }, t("reports")) : null,
+        isManager() ? h("a", { href: "#/canned", "aria-current": location.hash.startsWith("#/canned") ? "page" : null }, t("cannedReplies")) : null),
+      searchForm(),
       h("div", { class: "me" },
         h("span", { class: "who" }, state.me.name),
         h("label", { for: "presence" }, t("presence")), presSel,
@@ -143,6 +146,28 @@
           ? h("button", { type: "button", onclick: enableAlerts }, t("notifications")) : null,
         h("span", { id: "conn", class: "conn", "aria-live": "polite" }, state.conn || ""),
         h("button", { type: "button", id: "signout", onclick: signOut }, t("signOut"))));
+  }
+
+  function searchForm() {
+    const current = location.hash.startsWith("#/search") ? hashParams().get("q") || "" : "";
+    const input = h("input", { id: "search-q", type: "search", name: "q", maxlength: "200", value: current, required: true, autocomplete: "off" });
+    const form = h("form", { class: "search", role: "search", "aria-label": t("search") },
+      h("label", { for: "search-q" }, t("search")), input,
+      h("button", { type: "submit", id: "search-go" }, t("searchGo")));
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const q = input.value.trim();
+      if (!q) { input.focus(); return; }
+      const next = `#/search?${new URLSearchParams({ q })}`;
+      if (location.hash === next) route(); else location.hash = next;
+    });
+    return form;
+  }
+
+  function hashParams() {
+    const hash = location.hash || "";
+    const i = hash.indexOf("?");
+    return new URLSearchParams(i < 0 ? "" : hash.slice(i + 1));
   }
 
   async function enableAlerts() {
@@ -312,7 +337,7 @@
     for (const type of [
       "conversation.created", "conversation.routed", "conversation.assigned", "conversation.unassigned",
       "conversation.transferred", "conversation.escalated", "conversation.pending", "conversation.resolved",
-      "conversation.closed", "conversation.reopened", "conversation.moved", "message.received",
+      "conversation.closed", "conversation.reopened", "conversation.moved", "conversation.tagged", "message.received",
       "message.queued", "message.delivered", "message.retrying", "message.failed", "note.created",
       "crisis.detected", "crisis.offered", "supervisor.alert", "sla.warning", "sla.breached",
       "agent.presence", "agent.created", "agent.deactivated", "callback.requested", "callback.outcome",
@@ -567,6 +592,10 @@
     if (ev.agent_id && ev.type.includes("assign")) bits.push(agentName(ev.agent_id));
     if (d.kind) bits.push(t(d.kind));
     if (d.priority) bits.push(t(d.priority));
+    if (ev.type === "conversation.tagged") {
+      if (ev.agent_id) bits.push(agentName(ev.agent_id));
+      bits.push(...(d.added || []).map((x) => `+${x}`), ...(d.removed || []).map((x) => `−${x}`));
+    }
     if (d.category || d.categories) bits.push([].concat(d.category || d.categories).join(", "));
     const reasons = [].concat(d.reason || [], d.reasons || []).filter(Boolean);
     return { title: t("ev_" + ev.type.replaceAll(".", "_")), detail: bits.join(" · "), reasons };
@@ -660,8 +689,69 @@
     }
     if (conv.status === "open") bar.append(h("button", { type: "button", id: "act-pending", onclick: () => act("POST", `${base}/status`, { status: "pending" }) }, t("setPending")));
     if (conv.status === "pending" || conv.status === "resolved") bar.append(h("button", { type: "button", id: "act-reopen", onclick: () => act("POST", `${base}/status`, { status: "open" }) }, t("reopen")));
+    if (conv.status !== "closed") bar.append(h("button", { type: "button", id: "act-tags", onclick: () => openPanel(tagForm(conv, act, panel)) }, t("editTags")));
     if (!closed) bar.append(h("button", { type: "button", id: "act-resolve", onclick: () => act("POST", `${base}/status`, { status: "resolved" }) }, t("resolve")));
     return [bar, panel];
+  }
+
+  /** Add or remove one tag, with a reason; `crisis` says what it does and needs the reason. */
+  function tagForm(conv, act, panel) {
+    const name = h("input", { id: "tag-name", maxlength: "40", required: true, list: "tag-current", autocomplete: "off", "aria-describedby": "tag-hint tag-crisis" });
+    const reason = h("input", { id: "tag-reason", maxlength: "500" });
+    const warn = h("p", { id: "tag-crisis", class: "hint crisis-hint", hidden: true }, t("crisisTagWarning"));
+    const msg = h("p", { class: "flash empty", role: "alert", id: "tag-msg" });
+    const sync = () => {
+      const crisis = name.value.trim().toLowerCase() === "crisis";
+      warn.hidden = !crisis;
+      reason.required = crisis;
+    };
+    name.addEventListener("input", sync);
+    const submit = (op) => {
+      const tag = name.value.trim().toLowerCase();
+      if (!/^[a-z0-9][a-z0-9_-]{0,39}$/.test(tag)) { flash(msg, t("tagInvalid"), true); name.focus(); return; }
+      const why = reason.value.trim();
+      if (op === "add" && tag === "crisis" && why.length < 3) { flash(msg, t("reasonNeeded"), true); reason.focus(); return; }
+      const now = (state.view && state.view.kind === "conversation" && state.view.conv) || conv;
+      if (op === "remove" && !now.tags.includes(tag)) { flash(msg, t("tagAbsent", { tag }), true); name.focus(); return; }
+      const body = { add: op === "add" ? [tag] : [], remove: op === "remove" ? [tag] : [] };
+      if (why) body.reason = why;
+      act("POST", `/api/v1/conversations/${conv.id}/tags`, body, () => panel.replaceChildren());
+    };
+    const f = h("form", { class: "inline tag-form", "aria-label": t("editTags"), novalidate: true },
+      h("label", { for: "tag-name" }, t("tag")), name,
+      h("datalist", { id: "tag-current" }, conv.tags.map((tg) => h("option", { value: tg }))),
+      h("label", { for: "tag-reason" }, t("tagReason")), reason,
+      h("button", { type: "submit", id: "tag-add" }, t("addTag")),
+      h("button", { type: "button", id: "tag-remove", class: "secondary", onclick: () => submit("remove") }, t("removeTag")),
+      h("button", { type: "button", onclick: () => panel.replaceChildren() }, t("cancel")),
+      h("p", { id: "tag-hint", class: "hint" }, t("tagHint")), warn, msg);
+    f.addEventListener("submit", (e) => { e.preventDefault(); submit("add"); });
+    return f;
+  }
+
+  /** The agent's canned replies; the chosen one is rendered for this conversation and put into the reply box. */
+  function cannedPicker(conv, text, status) {
+    const sel = h("select", { id: "canned-pick", "aria-describedby": "canned-hint" }, h("option", { value: "" }, t("cannedChoose")));
+    const hint = h("span", { id: "canned-hint", class: "sr-only" }, t("cannedHint"));
+    const insert = async () => {
+      if (!sel.value) { sel.focus(); return; }
+      try {
+        const r = await api("POST", `/api/v1/canned-replies/${sel.value}/render`, { conversation_id: conv.id });
+        const start = text.selectionStart ?? text.value.length, end = text.selectionEnd ?? text.value.length;
+        text.value = text.value.slice(0, start) + r.text + text.value.slice(end);
+        const at = start + r.text.length;
+        text.focus();
+        text.setSelectionRange(at, at);
+        announce(t("cannedInserted"));
+      } catch (exc) { flash(status, problemText(exc), true); }
+    };
+    api("GET", "/api/v1/canned-replies?limit=200").then((r) => {
+      sel.append(...r.items.map((c) => h("option", { value: String(c.id) }, c.language ? `${c.title} (${c.language})` : c.title)));
+      if (!r.items.length) sel.append(h("option", { value: "", disabled: true }, t("cannedNone")));
+    }).catch((exc) => flash(status, problemText(exc), true));
+    return h("div", { class: "canned-picker" },
+      h("label", { for: "canned-pick" }, t("cannedReply")), sel, hint,
+      h("button", { type: "button", id: "canned-insert", class: "secondary", onclick: insert }, t("insert")));
   }
 
   function composer(conv, refresh, status) {
@@ -678,6 +768,7 @@
       } catch (exc) { flash(status, problemText(exc), true); }
     };
     const form = h("form", { class: "composer", "aria-label": t("reply") },
+      cannedPicker(conv, text, status),
       h("label", { for: "reply-text" }, t("yourReply")), text, hint,
       h("div", { class: "row" },
         h("button", { type: "submit", id: "send-reply" }, t("reply")),
@@ -728,6 +819,7 @@
           ...act.events.filter((e) => !e.type.startsWith("message.") && e.type !== "note.created").map((e) => [e.created_at, 1, eventItem(e)]),
           ...act.callbacks.map((c) => [c.created_at, 2, callbackItem(c, () => view.refresh())]),
         ].sort((a, b) => Date.parse(a[0]) - Date.parse(b[0]) || a[1] - b[1]).map((x) => x[2]);
+        view.conv = conv;
         const urgent = conv.tags.includes("crisis") ? "is-crisis" : conv.tags.includes("urgent_medical") ? "is-urgent-medical" : "";
         const head = h("div", { class: `conv-head ${urgent}` },
           h("p", { class: "facts" },
@@ -802,6 +894,170 @@
     state.viewTimer = window.setInterval(() => { if (state.view === view) view.refresh(); }, 15000);
   }
 
+  // --- search ---------------------------------------------------------------------------
+  function searchView(q) {
+    const list = h("ol", { id: "search-results", class: "results" });
+    const more = h("button", { type: "button", id: "search-more", class: "secondary", hidden: true }, t("moreResults"));
+    const count = h("p", { id: "search-count", class: "hint", role: "status" });
+    let cursor = null, shown = 0;
+    const view = {
+      kind: "search",
+      refresh() { /* results do not move under the reader; each page is an audited read */ },
+      async load() {
+        const params = new URLSearchParams({ q, limit: "20" });
+        if (cursor) params.set("cursor", cursor);
+        more.disabled = true;
+        let page;
+        try { page = await api("GET", `/api/v1/search?${params}`); } catch (exc) {
+          count.textContent = problemText(exc);
+          count.className = "flash error";
+          return;
+        }
+        if (state.view !== view) return;
+        const firstNew = list.children.length;
+        list.append(...page.items.map(resultItem));
+        shown += page.items.length;
+        cursor = page.next_cursor;
+        more.hidden = !cursor;
+        more.disabled = false;
+        count.textContent = shown ? t("resultsShown", { n: shown }) : t("noResults");
+        if (firstNew && list.children[firstNew]) list.children[firstNew].querySelector("a")?.focus();
+      },
+    };
+    more.addEventListener("click", () => view.load());
+    state.view = view;
+    show(t("resultsFor", { q }), count, list, more);
+    view.load();
+  }
+
+  function resultItem(hit) {
+    const who = h("span", { class: "who" }, hit.contact_id ? `#${hit.contact_id}` : "—");
+    if (hit.contact_id) contactName(hit.contact_id).then((n) => { who.textContent = n; });
+    const kind = hit.kind === "message" ? t(hit.direction === "note" ? "note" : hit.direction === "out" ? "hitReply" : "hitMessage") : t("hit_" + hit.kind);
+    const title = hit.conversation_id ? h("a", { href: `#/c/${hit.conversation_id}`, class: "hit-link" }, t("conversationN", { id: hit.conversation_id })) : h("strong", {}, t("contact"));
+    return h("li", { class: "item hit", dataset: { conversation: hit.conversation_id ? String(hit.conversation_id) : "", kind: hit.kind } },
+      h("div", { class: "meta" }, title, h("span", {}, `${t("contact")}: `, who), h("span", {}, kind), h("time", { datetime: hit.created_at }, clock(hit.created_at))),
+      h("p", { class: "text snippet" }, hit.excerpt));
+  }
+
+  // --- canned replies (supervisors) ------------------------------------------------------
+  /** Every reply a manager may edit: the list answers per language, so ask for each one. */
+  async function allCanned() {
+    const langs = [...new Set([...LANGS, ...((state.me && state.me.languages) || [])])];
+    const pages = await Promise.all(langs.map((l) => api("GET", `/api/v1/canned-replies?language=${l}&limit=200`)));
+    const byId = new Map();
+    for (const p of pages) for (const c of p.items) byId.set(c.id, c);
+    return [...byId.values()].sort((a, b) => a.id - b.id);
+  }
+
+  function cannedView() {
+    const status = h("p", { id: "canned-status", class: "flash empty", role: "status" });
+    const body = h("div", { id: "canned-list" });
+    const formBox = h("div", { id: "canned-form-box" });
+    const view = {
+      kind: "canned",
+      refresh() { /* changes made here reload the list */ },
+      async load() {
+        let items;
+        try { items = await allCanned(); } catch (exc) { flash(status, problemText(exc), true); return; }
+        if (state.view !== view) return;
+        body.replaceChildren(items.length ? h("div", { class: "table-wrap" }, h("table", { id: "canned-table" },
+          h("thead", {}, h("tr", {}, [t("cannedTitle"), t("lang"), t("queue"), t("cannedBody"), t("actions")].map((x) => h("th", { scope: "col" }, x)))),
+          h("tbody", {}, items.map((c) => h("tr", { dataset: { canned: String(c.id) } },
+            h("td", {}, c.title), h("td", {}, c.language || t("any")), h("td", {}, c.queue || t("any")),
+            h("td", { class: "text" }, c.body),
+            h("td", {}, h("div", { class: "row" },
+              h("button", { type: "button", class: "secondary", "aria-label": t("editNamed", { title: c.title }), onclick: () => edit(c) }, t("edit")),
+              h("button", { type: "button", class: "danger", "aria-label": t("deleteNamed", { title: c.title }), onclick: () => remove(c) }, t("delete")))))))))
+          : h("p", { class: "empty" }, t("none")));
+      },
+    };
+    const remove = async (c) => {
+      if (!window.confirm(t("deleteConfirm", { title: c.title }))) return;
+      try { await api("DELETE", `/api/v1/canned-replies/${c.id}`); flash(status, t("deleted"), false); view.load(); } catch (exc) { flash(status, problemText(exc), true); }
+    };
+    const edit = (c) => {
+      const title = h("input", { id: "cn-title", maxlength: "120", required: true, value: c ? c.title : "" });
+      const text = h("textarea", { id: "cn-body", rows: "4", maxlength: "4000", required: true, "aria-describedby": "cn-hint" }, c ? c.body : "");
+      const lang = h("select", { id: "cn-lang" }, h("option", { value: "" }, t("any")), LANGS.map((l) => h("option", { value: l, selected: c && c.language === l }, l)));
+      const queue = h("select", { id: "cn-queue" }, h("option", { value: "" }, t("any")), state.queues.map((q) => h("option", { value: q.name, selected: c && c.queue === q.name }, q.title || q.name)));
+      const form = h("form", { class: "card canned-form", "aria-labelledby": "cn-h" },
+        h("h2", { id: "cn-h" }, c ? t("editCanned", { title: c.title }) : t("newCanned")),
+        h("label", { for: "cn-title" }, t("cannedTitle")), title,
+        h("label", { for: "cn-body" }, t("cannedBody")), text,
+        h("p", { id: "cn-hint", class: "hint" }, t("placeholdersHint")),
+        h("div", { class: "row" }, h("label", { for: "cn-lang" }, t("lang")), lang, h("label", { for: "cn-queue" }, t("queue")), queue),
+        h("div", { class: "row" }, h("button", { type: "submit", id: "cn-save" }, t("save")),
+          h("button", { type: "button", class: "secondary", onclick: () => { formBox.replaceChildren(); $("#canned-new")?.focus(); } }, t("cancel"))));
+      form.addEventListener("keydown", (e) => { if (e.key === "Escape") { formBox.replaceChildren(); $("#canned-new")?.focus(); } });
+      form.addEventListener("submit", async (e) => {
+        e.preventDefault();
+        const data = { title: title.value.trim(), body: text.value, language: lang.value || null, queue: queue.value || null };
+        if (!data.title || !data.body.trim()) { flash(status, t("cannedMissing"), true); (data.title ? text : title).focus(); return; }
+        try {
+          if (c) await api("PATCH", `/api/v1/canned-replies/${c.id}`, data);
+          else await api("POST", "/api/v1/canned-replies", data);
+          flash(status, t("updated"), false);
+          formBox.replaceChildren();
+          view.load();
+        } catch (exc) { flash(status, problemText(exc), true); }
+      });
+      formBox.replaceChildren(form);
+      title.focus();
+    };
+    state.view = view;
+    show(t("cannedReplies"), h("p", {}, h("button", { type: "button", id: "canned-new", onclick: () => edit(null) }, t("newCanned"))), status, formBox, body);
+    view.load();
+  }
+
+  // --- reports (supervisors) -------------------------------------------------------------
+  const REPORTS = ["volume", "response-times", "sla", "satisfaction", "crisis"];
+
+  function isoDay(d) { return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`; }
+
+  function reportsView() {
+    const today = new Date();
+    const f = state.reportFilters || { from: isoDay(new Date(today.getTime() - 6 * 86400000)), to: isoDay(today), queue: "", channel: "" };
+    const status = h("p", { id: "reports-status", class: "flash empty", role: "alert" });
+    const charts = h("div", { id: "reports", class: "reports" });
+    const form = h("form", { class: "filters", "aria-label": t("filters") },
+      h("label", { for: "r-from" }, t("from")), h("input", { id: "r-from", type: "date", value: f.from, required: true }),
+      h("label", { for: "r-to" }, t("to")), h("input", { id: "r-to", type: "date", value: f.to, required: true }),
+      select("r-queue", t("queue"), state.queues.map((q) => q.name), f.queue),
+      select("r-channel", t("channel"), CHANNELS, f.channel),
+      h("button", { type: "submit", id: "r-apply" }, t("apply")));
+    const draw = () => {
+      const from = new Date(`${f.from}T00:00:00`), to = new Date(`${f.to}T00:00:00`);
+      if (Number.isNaN(from.getTime()) || Number.isNaN(to.getTime()) || to < from) { flash(status, t("badRange"), true); return; }
+      flash(status, "", false);
+      const q = new URLSearchParams({ from: from.toISOString(), to: new Date(to.getTime() + 86400000).toISOString() });
+      if (f.queue) q.set("queue", f.queue);
+      if (f.channel) q.set("channel", f.channel);
+      charts.replaceChildren(...REPORTS.map((r) => {
+        const base = `/api/v1/reports/${r}?${q}`;
+        const img = h("img", { src: `${base}&format=svg`, alt: t("chartOf", { report: t("report_" + r) }), class: "chart" });
+        img.addEventListener("error", async () => {
+          // Say why (a period over 92 days, an unknown queue): the API answers a problem.
+          let detail = "";
+          try { detail = ((await (await fetch(img.src, { credentials: "same-origin" })).json()) || {}).detail || ""; } catch { /* no body */ }
+          img.replaceWith(h("p", { class: "flash error" }, detail ? `${t("chartFailed")} ${detail}` : t("chartFailed")));
+        });
+        return h("section", { class: "report", dataset: { report: r }, "aria-labelledby": `rep-${r}` },
+          h("h2", { id: `rep-${r}` }, t("report_" + r)), img,
+          h("p", {}, h("a", { href: `${base}&format=csv`, download: `careline-${r}.csv`, class: "csv" }, t("downloadCsv", { report: t("report_" + r) }))));
+      }));
+    };
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      Object.assign(f, { from: $("#r-from").value, to: $("#r-to").value, queue: $("#r-queue").value, channel: $("#r-channel").value });
+      state.reportFilters = f;
+      draw();
+    });
+    state.view = { kind: "reports", refresh() { /* charts reload on Apply */ } };
+    show(t("reports"), form, status, charts);
+    draw();
+  }
+
   // --- routing --------------------------------------------------------------------------
   function route() {
     window.clearInterval(state.viewTimer);
@@ -813,6 +1069,9 @@
     const conv = hash.match(/^#\/c\/(\d+)$/);
     if (conv) conversationView(Number(conv[1]));
     else if (hash.startsWith("#/wallboard") && isManager()) wallboardView();
+    else if (hash.startsWith("#/reports") && isManager()) reportsView();
+    else if (hash.startsWith("#/canned") && isManager()) cannedView();
+    else if (hash.startsWith("#/search") && hashParams().get("q")) searchView(hashParams().get("q"));
     else inboxView();
   }
 

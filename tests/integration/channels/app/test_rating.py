@@ -145,3 +145,16 @@ async def test_asked_only_on_the_channel_it_replies_on(
             )
         )
     assert channels == ["app"]
+
+
+async def test_the_satisfaction_report_counts_ratings_from_any_channel(
+    client: httpx.AsyncClient, rt: Runtime
+) -> None:
+    conv_id = await app_inbound(client, "u-1", "m-1", "Hola, quiero cambiar mi cita")
+    await set_status(client, conv_id, "resolved")
+    assert (await rate(client, conv_id, 3)).status_code == 200
+    rt.clock.advance(minutes=1)  # type: ignore[attr-defined]  # the window ends before now
+    r = await client.get("/api/v1/reports/satisfaction", params={"channel": "app"}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    [overall] = [row for row in r.json()["rows"] if row["queue"] == "all"]
+    assert (overall["ratings"], overall["score_3"], overall["average"]) == (1, 1, 3.0)

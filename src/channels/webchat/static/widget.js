@@ -122,6 +122,7 @@
     ".rate button{min-width:36px;height:36px;border:1px solid #0b5cad;border-radius:8px;background:#fff;color:#0b5cad;font-size:15px;cursor:pointer}" +
     ".rate button[aria-pressed=true]{background:#0b5cad;color:#fff}" +
     ".rate button:disabled{cursor:default}" +
+    ".rate button:disabled:not([aria-pressed=true]){opacity:.55}" +
     ".thanks{display:block;font-size:13px;margin-top:4px}" +
     ".typing{min-height:20px;padding:0 14px;font-size:13px;color:#444;background:#f4f6f9}" +
     "form{display:flex;gap:8px;padding:10px;border-top:1px solid #d5dbe3;background:#fff}" +

@@ -86,7 +86,8 @@ class ConversationHooks(Protocol):
     (the session is not committed yet). `rt` is the `router.runtime.Runtime`."""
 
     async def on_resolved(self, session: AsyncSession, rt: Any, conversation: Conversation) -> None:
-        """A conversation was resolved (Telegram asks for a rating with inline buttons)."""
+        """A conversation was resolved (each text channel asks for a 1–5 rating through
+        `router.flows.satisfaction.ask`; only the conversation's reply channel queues one)."""
         ...
 
 

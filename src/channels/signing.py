@@ -30,6 +30,7 @@ INBOUND_LABEL = "careline inbound webhook v1"
 CALLBACK_LABEL = "careline app callback v1"
 LINK_LABEL = "careline telegram link v1"
 BOUNCE_LABEL = "careline email bounce v1"
+RATING_LABEL = "careline email rating v1"
 _V1 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -78,6 +79,15 @@ def bounce_key(settings: Any) -> bytes | None:
     if base is None or not base.get_secret_value():
         return None  # no stable key: no return path is signed and no bounce is believed
     return derive_key(base.get_secret_value(), BOUNCE_LABEL).encode()
+
+
+def rating_key(settings: Any) -> str | None:
+    """Signs the one-click rating links in e-mail (conversation, score, expiry). Derived from
+    WEBHOOK_SECRET only: without it no link is minted, so e-mail is not asked to rate."""
+    base: SecretStr | None = getattr(settings, "webhook_secret", None)
+    if base is None or not base.get_secret_value():
+        return None
+    return derive_key(base.get_secret_value(), RATING_LABEL)
 
 
 def legacy_secret(settings: Any) -> str | None:

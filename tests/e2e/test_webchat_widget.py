@@ -1,4 +1,5 @@
-"""The widget in real headless Chromium: write, get a reply, reload, survive a restart."""
+"""The widget in real headless Chromium: write, get a reply, reload, survive a restart, rate
+the help once the conversation is resolved."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from playwright.async_api import Page, expect
 from sqlalchemy import func, select
 
 from channels.webchat import WebchatChannel, WebchatConfig
-from models import Message
+from models import Conversation, Message
 from router.runtime import Runtime
 from router.workers.outbox import OutboxWorker
 from tests.conftest import auth, make_agent
 from tests.e2e.conftest import serve_on
 from tests.integration.channels.webchat.conftest import webchat_app
 from tests.support.server import free_port
+from tests.support.waits import wait_for
 
 CONFIG = WebchatConfig(secret="e2e-secret", poll_s=0.3)
 
@@ -31,6 +33,19 @@ async def agent_reply(base: str, token: str, text: str) -> None:
             f"/api/v1/conversations/{conv_id}/messages", json={"text": text}, headers=auth(token)
         )
         assert r.status_code == 201, r.text
+
+
+async def resolve(base: str, token: str) -> int:
+    async with httpx.AsyncClient(base_url=base) as api:
+        convs = await api.get("/api/v1/conversations", headers=auth(token))
+        conv_id = int(convs.json()["items"][0]["id"])
+        r = await api.post(
+            f"/api/v1/conversations/{conv_id}/status",
+            json={"status": "resolved"},
+            headers=auth(token),
+        )
+        assert r.status_code == 200, r.text
+        return conv_id
 
 
 def widget(page: Page) -> Any:
@@ -114,6 +129,30 @@ async def test_visitor_chats_reloads_and_survives_a_restart(
                 select(func.count()).select_from(Message).where(Message.text == "¿Siguen ahí?")
             )
         assert n == 1, "the message typed while offline must be stored exactly once"
+
+        # Resolved: the widget shows the rating request with five buttons; the visitor
+        # clicks 4 and the score reaches the conversation.
+        conv_id = await resolve(base, token)
+        rating = log.get_by_role("group", name="Your rating")
+        await expect(rating.get_by_role("button")).to_have_count(5, timeout=15_000)
+        await rating.get_by_role("button", name="4", exact=True).click()
+        await expect(rating.get_by_role("button", name="4", exact=True)).to_have_attribute(
+            "aria-pressed", "true"
+        )
+        await expect(log).to_contain_text("Thank you for your rating!")
+        await expect(rating.get_by_role("button", name="1", exact=True)).to_be_disabled()
+
+        async def rated() -> int | None:
+            async with rt.db.session() as s:
+                conv = await s.get(Conversation, conv_id)
+                return conv.csat if conv else None
+
+        assert await wait_for(rated, what="the score stored") == 4
+        # A reload shows the rating as given, not five fresh buttons.
+        await page.reload()
+        await page.get_by_role("button", name="Open chat").click()
+        pressed = log.get_by_role("group", name="Your rating").locator("[aria-pressed=true]")
+        await expect(pressed).to_have_text("4")
     await context.close()
     assert errors == []
 

@@ -83,6 +83,7 @@ TABLE: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/audit/reads/export"): ADMINS,
     ("POST", "/api/v1/inbound"): INTEGRATIONS,
     ("GET", "/api/v1/inbound/messages"): INTEGRATIONS,
+    ("POST", "/api/v1/inbound/rating"): INTEGRATIONS,
     # The staff console's read models (router/console/api.py).
     ("GET", "/api/v1/conversations/{conversation_id}/activity"): AGENTS,
     ("GET", "/api/v1/crises"): CLINICIANS,
@@ -119,6 +120,8 @@ OWN_AUTH = frozenset(
         ("OPTIONS", "/webchat/sessions"),  # CORS preflight: origin check only
         ("GET", "/webchat/confirm-email"),
         ("POST", "/webchat/confirm-email"),
+        # The one-click rating link in e-mail: its HMAC token is the authority.
+        ("GET", "/email/rate"),
         ("WS", "/webchat/ws"),
         # The console's own sign-in: e-mail and password, then its session cookie (with CSRF
         # on writes); tests/integration/console. Its page redirect and static files.
@@ -360,6 +363,23 @@ async def build(w: World, key: tuple[str, str], who: str) -> Call:
         n = next(w.seq)
         msg = {"external_id": f"in-{n}", "text": "hola"}
         return Call(method, path, {"contact": {"external_id": f"app-{n}"}, "message": msg})
+    if key == ("POST", "/api/v1/inbound/rating"):
+        # A resolved app conversation: the app user was asked to rate it.
+        n = next(w.seq)
+        msg = {"external_id": f"rate-{n}", "text": "hola"}
+        r = await w.client.post(
+            "/api/v1/inbound",
+            json={"contact": {"external_id": f"rater-{n}"}, "message": msg},
+            headers=ADMIN,
+        )
+        cid = r.json()["conversation_id"]
+        r = await w.client.post(
+            f"/api/v1/conversations/{cid}/status", json={"status": "resolved"}, headers=ADMIN
+        )
+        assert r.status_code == 200, r.text
+        return Call(
+            method, path, {"contact_external_id": f"rater-{n}", "conversation_id": cid, "score": 4}
+        )
     if key == ("GET", "/api/v1/inbound/messages"):
         await w.conv()
         return Call(method, path, params={"contact_external_id": "user-0"})

@@ -160,7 +160,7 @@ class EmailChannel:
             date=self.clock(),
             in_reply_to=msg.reply_to_external_id or ctx.in_reply_to,
             references=msg.references or ctx.references,
-            automatic=msg.kind in ("ack", "crisis_ack", "emergency_ack"),
+            automatic=msg.kind in ("ack", "crisis_ack", "emergency_ack", "csat"),
             attachments=files,
         )
         sender = (

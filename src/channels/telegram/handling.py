@@ -31,11 +31,11 @@ from channels.telegram.normalise import (
 )
 from models import Contact, ContactIdentity, Conversation, Message
 from models.vocab import ACTIVE_STATUSES
-from router.errors import Conflict
 from router.flows import route as routing
+from router.flows import satisfaction
 from router.flows.contacts import merge_contacts, resolve_contact
 from router.flows.ingest import ingest
-from router.flows.outbound import enqueue_outbound, reply_channel, send_crisis_ack
+from router.flows.outbound import send_crisis_ack
 from router.repo import events
 from router.repo.events import conv_event
 from router.runtime import Runtime
@@ -276,45 +276,25 @@ async def _rating(session: AsyncSession, rt: Runtime, action: CallbackAnswer) ->
         log.info("telegram rating refused", extra={"update_id": action.update_id})
         return plain
     thanks = AnswerCallback(action.callback_id, text_for("thanks", conv.language))
-    if conv.csat == action.score:
-        return Handled(action.update_id, (thanks,), outcome="duplicate")
-    conv.csat = action.score
-    conv.updated_at = rt.now()
-    await conv_event(
-        session,
-        "conversation.rated",
-        conv,
-        data={"score": action.score, "channel": "telegram", "update_id": action.update_id},
+    rated = await satisfaction.record(
+        session, rt, conv, action.score, channel="telegram", data={"update_id": action.update_id}
     )
-    return Handled(action.update_id, (thanks,))
+    outcome = "duplicate" if rated.duplicate else "stored"
+    return Handled(action.update_id, (thanks,), outcome=outcome)
 
 
 async def ask_rating(session: AsyncSession, rt: Runtime, conv: Conversation) -> Message | None:
     """Queue the 1–5 rating question with inline buttons, for the resolve flow to call.
 
-    Not when already rated; only when the customer last wrote on Telegram, Telegram is
-    configured and the customer is reachable there. Returns the queued message, or None.
+    Only when the conversation replies on Telegram, Telegram is configured, the customer is
+    reachable there and `decide.satisfaction` says to ask (once per conversation, not after
+    a crisis unless the policy says so). Returns the queued message, or None.
     """
-    if "telegram" not in rt.channels or conv.csat is not None:
-        return None
-    try:
-        if await reply_channel(session, conv) != "telegram":
-            return None
-        msg = await enqueue_outbound(
-            session,
-            rt,
-            conv,
-            text_for("rate", conv.language),
-            kind="csat",
-            channel="telegram",
-            now=rt.now(),
-        )
-    except Conflict:
-        return None
-    msg.channel_meta = {
-        **(msg.channel_meta or {}),
-        "purpose": "csat",
-        "reply_markup": rating_keyboard(conv.id),
-    }
-    await session.flush()
-    return msg
+    return await satisfaction.ask(
+        session,
+        rt,
+        conv,
+        "telegram",
+        text_for("rate", conv.language),
+        meta={"reply_markup": rating_keyboard(conv.id)},
+    )

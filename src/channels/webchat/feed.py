@@ -89,7 +89,8 @@ async def messages_after(
     limit = limit or PAGE
     rows = (
         await session.execute(
-            select(Message, Agent.email)
+            select(Message, Agent.email, Conversation.csat)
+            .join(Conversation, Conversation.id == Message.conversation_id)
             .outerjoin(Agent, Agent.id == Message.author_agent_id)
             .where(
                 Message.conversation_id.in_(_conversations_of(visitor_id)),
@@ -102,7 +103,8 @@ async def messages_after(
         )
     ).all()
     last = rows[-1][0].id if rows else after
-    mine = [(m, public_name(email)) for m, email in rows if _belongs(m, visitor_id)]
+    mine = [(m, public_name(email)) for m, email, _ in rows if _belongs(m, visitor_id)]
+    scores = {m.id: csat for m, _, csat in rows}
     atts: dict[int, list[dict[str, Any]]] = {}
     if mine:
         for a in await session.scalars(
@@ -113,7 +115,7 @@ async def messages_after(
             atts.setdefault(a.message_id, []).append(
                 {"kind": a.kind, "url": a.url, "mime": a.mime, "size": a.size, "name": a.name}
             )
-    frames = [message_frame(m, name, atts.get(m.id, [])) for m, name in mine]
+    frames = [message_frame(m, name, atts.get(m.id, []), scores.get(m.id)) for m, name in mine]
     unshown = frozenset(
         m.id for m, _ in mine if m.direction == "out" and SHOWN not in (m.channel_meta or {})
     )
@@ -138,7 +140,10 @@ async def mark_shown(session: AsyncSession, message_ids: list[int], now: datetim
 
 
 def message_frame(
-    msg: Message, agent_name: str | None, attachments: list[dict[str, Any]]
+    msg: Message,
+    agent_name: str | None,
+    attachments: list[dict[str, Any]],
+    csat: int | None = None,
 ) -> dict[str, Any]:
     if msg.direction == "in":
         author: dict[str, Any] = {"type": "visitor", "name": None}
@@ -157,6 +162,9 @@ def message_frame(
         "author": author,
         "attachments": attachments,
     }
+    if msg.kind == "csat":
+        # The rating request: the widget shows five buttons, or the score once rated.
+        frame["rated"] = csat
     client_id = (msg.channel_meta or {}).get("client_id")
     if msg.direction == "in" and client_id:
         # Lets another tab, or this one before its ack arrives, match its own message.

@@ -1,6 +1,7 @@
 """HTTP and WebSocket side of the web chat: sessions, the socket, the widget and its demo.
 
-Close codes (with a short reason) on the socket: 4400 malformed frame, 4401 bad or expired
+Close codes (with a short reason) on the socket: 4400 malformed frame (a `rate` frame
+without a message id or with a score other than 1-5 too), 4401 bad or expired
 token, 4403 origin not allowed, 4404 channel not configured, 4409 too many sockets for this
 visitor, 4429 too many messages per minute, 1009 frame too big, 1011 database unavailable.
 """
@@ -38,7 +39,9 @@ from models.messages import InboundMessage, Sender, raw_json_too_deep
 from router.api.deps import AgentDep, IdPath, RuntimeDep, SessionDep
 from router.api.problems import problem
 from router.api.transport import abort
+from router.decide import satisfaction as satisfaction_rules
 from router.errors import Forbidden, InvalidInput, NotFound, RouterError, Unauthorized
+from router.flows import satisfaction
 from router.flows.ingest import ingest
 from router.flows.outbound import recipient_for
 from router.repo import access
@@ -499,6 +502,8 @@ async def _read(
             await _on_message(rt, channel, conn, claims, frame)
         elif kind == "read":
             read_upto = await _on_read(rt, conn, frame, read_upto)
+        elif kind == "rate":
+            await _on_rate(rt, channel, conn, frame)
         elif kind == "typing":
             # Accepted and rate-limited; agents' consoles have no live typing feed yet.
             channel.hub.typing.allow(conn.visitor_id, cfg.typing_per_minute)
@@ -554,6 +559,39 @@ async def _on_message(
         }
     )
     channel.hub.wake(conn.visitor_id)  # other tabs, and this socket's status and auto-reply
+
+
+async def _on_rate(
+    rt: Runtime, channel: WebchatChannel, conn: Connection, frame: dict[str, Any]
+) -> None:
+    """`{"type": "rate", "id": <the rating request's id>, "score": 1-5}`: a malformed frame
+    closes with 4400; a request that is not this visitor's gets an error frame (the same one
+    a missing id gets); otherwise `{"type": "rated", "id", "score", "duplicate"}`."""
+    msg_id, score = frame.get("id"), frame.get("score")
+    if not isinstance(msg_id, int) or isinstance(msg_id, bool) or msg_id <= 0:
+        raise Closed(4400, "id must be the rating request's message id")
+    if satisfaction_rules.valid_score(score) is None:
+        raise Closed(4400, "score must be an integer from 1 to 5")
+    if not channel.hub.messages.allow(conn.visitor_id, channel.config.messages_per_minute):
+        raise Closed(
+            4429, f"too many messages (max {channel.config.messages_per_minute} per minute)"
+        )
+    async with rt.db.session() as session:
+        msg = await feed.owns_outbound(session, conn.visitor_id, msg_id)
+        conv = await session.get(Conversation, msg.conversation_id) if msg else None
+        if msg is None or msg.kind != "csat" or conv is None:
+            rated = None
+        else:
+            rated = await satisfaction.record(
+                session, rt, conv, score, channel="webchat", data={"message_id": msg_id}
+            )
+    if rated is None:
+        await conn.send({"type": "error", "id": msg_id, "detail": "no such rating request"})
+        return
+    await conn.send(
+        {"type": "rated", "id": msg_id, "score": rated.score, "duplicate": rated.duplicate}
+    )
+    channel.hub.wake(conn.visitor_id)
 
 
 async def _on_read(rt: Runtime, conn: Connection, frame: dict[str, Any], read_upto: int) -> int:

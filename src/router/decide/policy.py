@@ -318,6 +318,15 @@ class EscalationPolicy(_Model):
     pages: list[PageTarget] = []
 
 
+class SatisfactionPolicy(_Model):
+    """The 1–5 rating request sent when a conversation is resolved (once per conversation,
+    on the channel it replies on)."""
+
+    # Ask after a crisis or urgent medical conversation too (off: a person in crisis is not
+    # asked to rate the help).
+    ask_after_crisis: bool = False
+
+
 class EmergencyNumbers(_Model):
     """Emergency number told to a person with an urgent medical red flag: by region (ISO
     3166 alpha-2, from their phone number or a `country` contact attribute), else by their
@@ -377,6 +386,7 @@ class Policy(_Model):
     self_service: list[SelfServiceLink] = []
     escalation: EscalationPolicy = EscalationPolicy()
     emergency: EmergencyNumbers = EmergencyNumbers()
+    satisfaction: SatisfactionPolicy = SatisfactionPolicy()
     # What patients see as the author of an agent's reply, by the agent's e-mail. An agent's
     # internal display name ("Lucía (bookings)") is never shown; without an entry here the
     # reply reads as from the team.

@@ -72,7 +72,7 @@ def _received(message: Message) -> dict[str, Any]:
 
 
 async def after_resolved(session: AsyncSession, rt: Runtime, conv: Conversation) -> None:
-    """Channel follow-ups to a resolution (Telegram asks for a rating with inline buttons):
+    """Channel follow-ups to a resolution (the rating request, on the reply channel only):
     each registered channel's hook, in this unit of work."""
     for hooks in rt.hooks:
         await hooks.on_resolved(session, rt, conv)

@@ -32,7 +32,7 @@
       resolved: "This conversation is resolved. Write again to reopen it.",
       sending: "sending", delivered: "delivered", unavailable: "Chat is unavailable on this page.",
       busy: "Too many messages: please wait a minute.", unread: "{n} unread",
-      messages: "Messages"
+      messages: "Messages", rating: "Your rating", thanks: "Thank you for your rating!"
     },
     es: {
       title: "Escríbenos", open: "Abrir chat", close: "Cerrar chat", send: "Enviar",
@@ -44,7 +44,7 @@
       resolved: "Esta conversación está resuelta. Escribe de nuevo para reabrirla.",
       sending: "enviando", delivered: "entregado", unavailable: "El chat no está disponible en esta página.",
       busy: "Demasiados mensajes: espera un minuto.", unread: "{n} sin leer",
-      messages: "Mensajes"
+      messages: "Mensajes", rating: "Tu valoración", thanks: "¡Gracias por tu valoración!"
     },
     ru: {
       title: "Напишите нам", open: "Открыть чат", close: "Закрыть чат", send: "Отправить",
@@ -56,7 +56,7 @@
       resolved: "Обращение решено. Напишите снова, чтобы открыть его.",
       sending: "отправляется", delivered: "доставлено", unavailable: "Чат недоступен на этой странице.",
       busy: "Слишком много сообщений: подождите минуту.", unread: "непрочитанных: {n}",
-      messages: "Сообщения"
+      messages: "Сообщения", rating: "Ваша оценка", thanks: "Спасибо за оценку!"
     }
   };
 
@@ -118,6 +118,12 @@
     ".who{display:block;font-size:12px;font-weight:600;margin-bottom:2px;opacity:.8}" +
     ".meta{display:block;text-align:right;font-size:11px;margin-top:3px;opacity:.85}" +
     ".tick{margin-left:4px}" +
+    ".rate{display:flex;gap:6px;margin-top:6px}" +
+    ".rate button{min-width:36px;height:36px;border:1px solid #0b5cad;border-radius:8px;background:#fff;color:#0b5cad;font-size:15px;cursor:pointer}" +
+    ".rate button[aria-pressed=true]{background:#0b5cad;color:#fff}" +
+    ".rate button:disabled{cursor:default}" +
+    ".rate button:disabled:not([aria-pressed=true]){opacity:.55}" +
+    ".thanks{display:block;font-size:13px;margin-top:4px}" +
     ".typing{min-height:20px;padding:0 14px;font-size:13px;color:#444;background:#f4f6f9}" +
     "form{display:flex;gap:8px;padding:10px;border-top:1px solid #d5dbe3;background:#fff}" +
     "textarea{flex:1;resize:none;height:44px;max-height:120px;padding:10px;border:1px solid #8a94a3;border-radius:10px;font-size:16px;color:#1a1a1a}" +
@@ -216,6 +222,35 @@
     li.appendChild(meta);
     return li;
   }
+  // The rating request (kind "csat"): five buttons; the score goes back as a `rate` frame.
+  var ratings = {}; // message id → the buttons' group
+  function addRating(li, f) {
+    var group = el("div", { "class": "rate", role: "group", "aria-label": t("rating", {}) });
+    for (var n = 1; n <= 5; n++) {
+      (function (score) {
+        var b = el("button", { type: "button", "aria-pressed": "false", "data-score": String(score) }, String(score));
+        b.addEventListener("click", function () {
+          if (sendFrame({ type: "rate", id: f.id, score: score })) setRated(f.id, score, true);
+        });
+        group.appendChild(b);
+      })(n);
+    }
+    ratings[f.id] = group;
+    li.insertBefore(group, li.querySelector(".meta"));
+    if (typeof f.rated === "number") setRated(f.id, f.rated, false);
+  }
+  function setRated(id, score, pending) {
+    var group = ratings[id];
+    if (!group) return;
+    var buttons = group.querySelectorAll("button");
+    for (var i = 0; i < buttons.length; i++) {
+      buttons[i].disabled = true;
+      buttons[i].setAttribute("aria-pressed", String(Number(buttons[i].getAttribute("data-score")) === score));
+    }
+    if (!pending && !group.querySelector(".thanks")) group.after(el("span", { "class": "thanks" }, t("thanks", {})));
+  }
+  function onRated(f) { setRated(f.id, f.score, false); }
+
   function place(li, id) {
     // Keep id order even when a reply committed late arrives after a newer message.
     li.setAttribute("data-id", String(id));
@@ -238,6 +273,7 @@
       li = bubbleFor(f.direction, f.author, String(f.text || ""), f.created_at, f.direction === "in");
     }
     if (f.direction === "in") setTick(li, true);
+    if (f.direction === "out" && f.kind === "csat") addRating(li, f);
     if (f.client_id) { byClient[f.client_id] = li; dropFromOutbox(f.client_id); }
     byId[f.id] = li;
     place(li, f.id);
@@ -349,6 +385,7 @@
         else if (f.type === "error") onError(f);
         else if (f.type === "status") onStatus(f);
         else if (f.type === "typing") onTyping();
+        else if (f.type === "rated") onRated(f);
       };
       ws.onclose = function (ev) {
         ws = null; connecting = false; inFlight = null; clearTimeout(pumpTimer);
@@ -376,6 +413,12 @@
     }
   }
   function onError(f) {
+    if (typeof f.id === "number" && ratings[f.id]) {
+      // The rating was refused: let the visitor try again.
+      var buttons = ratings[f.id].querySelectorAll("button");
+      for (var i = 0; i < buttons.length; i++) { buttons[i].disabled = false; buttons[i].setAttribute("aria-pressed", "false"); }
+      return;
+    }
     // Not stored (the server could not take it now): it stays first in the outbox.
     if (f.client_id !== inFlight) return;
     inFlight = null;

@@ -279,6 +279,44 @@ async def test_rating_buttons_and_callback_store_csat(
         assert await ask_rating(s, rt, conv) is None
 
 
+async def resolve(client: httpx.AsyncClient, conv_id: int, status: str = "resolved") -> None:
+    r = await client.post(
+        f"/api/v1/conversations/{conv_id}/status", json={"status": status}, headers=ADMIN
+    )
+    assert r.status_code == 200, r.text
+
+
+async def test_resolving_asks_on_telegram_once_even_when_resolved_again(
+    tg_client: httpx.AsyncClient, rt: Runtime, tg_api: FakeBotAPI
+) -> None:
+    conv_id = await customer_conversation(tg_client, rt, tg_api)
+    await resolve(tg_client, conv_id)
+    await drain(rt)
+    [question] = tg_api.of("sendMessage")
+    assert "reply_markup" in question.params
+    await resolve(tg_client, conv_id, "open")
+    await resolve(tg_client, conv_id)
+    await drain(rt)
+    assert len(tg_api.of("sendMessage")) == 1, "asked once per conversation"
+    assert await count(rt, Message, Message.kind == "csat") == 1
+
+
+async def test_a_crisis_on_telegram_is_not_asked_to_rate(
+    tg_client: httpx.AsyncClient, rt: Runtime, tg_api: FakeBotAPI
+) -> None:
+    conv_id = await customer_conversation(tg_client, rt, tg_api)
+    async with rt.db.session() as s:
+        conv = await s.get(Conversation, conv_id)
+        assert conv is not None
+        conv.tags = ["crisis", "self_harm"]
+    await resolve(tg_client, conv_id)
+    assert await count(rt, Message, Message.kind == "csat") == 0
+    # A crafted press with a score outside 1-5 is ignored (no score, no event).
+    press = load_update("callback_query", **{'"csat:1:5"': f'"csat:{conv_id}:9"'})
+    r = await post_update(tg_client, press)
+    assert r.json()["outcome"] == "ignored"
+
+
 async def test_someone_else_cannot_rate_a_conversation(
     tg_client: httpx.AsyncClient, rt: Runtime, tg_api: FakeBotAPI
 ) -> None:

@@ -6,6 +6,8 @@ import importlib
 from collections.abc import Sequence
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from channels.base import ChannelAdapter, ChannelPlugin
 from models import Queue
@@ -36,13 +38,24 @@ def build_runtime(settings: Settings, plugins: Sequence[ChannelPlugin] | None = 
 
 
 async def sync_queues(rt: Runtime) -> None:
-    """Create or update a row per policy queue (queues are declared in the policy file)."""
+    """Create or update a row per policy queue (queues are declared in the policy file).
+
+    Instances start together (a deploy, the fault tests): the rows are inserted with ON
+    CONFLICT DO NOTHING, so the second instance finds them instead of failing its start-up
+    on the unique name."""
     async with rt.db.session() as session:
+        dialect = session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        now = rt.now()
+        rows = [
+            {"name": qp.name, "title": qp.title, "tier": qp.tier, "created_at": now}
+            for qp in rt.policy.queues
+        ]
+        if rows:
+            await session.execute(insert(Queue).values(rows).on_conflict_do_nothing())
         existing = {q.name: q for q in await session.scalars(select(Queue))}
         for qp in rt.policy.queues:
-            row = existing.get(qp.name)
-            if row is None:
-                session.add(Queue(name=qp.name, title=qp.title, tier=qp.tier, created_at=rt.now()))
-            else:
+            row = existing[qp.name]
+            if (row.title, row.tier) != (qp.title, qp.tier):
                 row.title, row.tier = qp.title, qp.tier
     forget_queues(rt.db.engine)

@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
     Table,
     and_,
     bindparam,
@@ -254,28 +255,8 @@ def _apply(session: Session) -> None:
         stale = p.changed_messages - p.new_messages
         if stale:
             _drop(conn, _docs.c.message_id.in_(sorted(stale)))
-        mt, cv = Message.__table__, Conversation.__table__
-        rows = conn.execute(
-            select(
-                mt.c.id,
-                mt.c.conversation_id,
-                mt.c.text,
-                # Replies and notes have no language of their own: the conversation's.
-                func.coalesce(mt.c.language, cv.c.language).label("language"),
-                mt.c.created_at,
-            )
-            .join(cv, cv.c.id == mt.c.conversation_id)
-            .where(mt.c.id.in_(sorted(messages)))
-        ).all()
-        for r in rows:
-            batch.add(
-                kind="message",
-                value=r.text,
-                language=r.language,
-                created_at=r.created_at,
-                conversation_id=r.conversation_id,
-                message_id=r.id,
-            )
+        mt = Message.__table__
+        _add_messages(batch, conn.execute(_message_rows().where(mt.c.id.in_(sorted(messages)))))
     if p.subjects:
         ids = sorted(p.subjects)
         _drop(conn, and_(_docs.c.kind == "subject", _docs.c.conversation_id.in_(ids)))
@@ -354,37 +335,46 @@ async def backfill(session: AsyncSession) -> None:
     await session.run_sync(lambda s: backfill_sync(s.connection()))
 
 
+def _message_rows() -> Select[Any]:
+    """What a message's index row needs. Replies and notes have no language of their own:
+    they are indexed in the conversation's."""
+    mt, cv = Message.__table__, Conversation.__table__
+    return select(
+        mt.c.id,
+        mt.c.conversation_id,
+        mt.c.text,
+        func.coalesce(mt.c.language, cv.c.language).label("language"),
+        mt.c.created_at,
+    ).join(cv, cv.c.id == mt.c.conversation_id)
+
+
+def _add_messages(batch: _Batch, rows: Iterable[Any]) -> None:
+    for r in rows:
+        batch.add(
+            kind="message",
+            value=r.text,
+            language=r.language,
+            created_at=r.created_at,
+            conversation_id=r.conversation_id,
+            message_id=r.id,
+        )
+
+
 def backfill_sync(conn: Connection) -> None:
     """Used by migration 0007: index every stored message, subject and contact, in batches."""
     mt = Message.__table__
-    cvt = Conversation.__table__
     batch = _Batch()
     last = 0
     while True:
         rows = conn.execute(
-            select(
-                mt.c.id,
-                mt.c.conversation_id,
-                mt.c.text,
-                func.coalesce(mt.c.language, cvt.c.language).label("language"),
-                mt.c.created_at,
-            )
-            .join(cvt, cvt.c.id == mt.c.conversation_id)
+            _message_rows()
             .where(mt.c.id > last, mt.c.text != "", mt.c.text != "[erased]")
             .order_by(mt.c.id)
             .limit(500)
         ).all()
         if not rows:
             break
-        for r in rows:
-            batch.add(
-                kind="message",
-                value=r.text,
-                language=r.language,
-                created_at=r.created_at,
-                conversation_id=r.conversation_id,
-                message_id=r.id,
-            )
+        _add_messages(batch, rows)
         batch.run(conn)
         last = rows[-1].id
     cv = Conversation.__table__

@@ -106,7 +106,14 @@ async def test_search_tags_canned_replies_and_reports(rt: Runtime, browser: Any)
 
         # Search from the header by another inflection: "citas" finds "cita". Only the
         # first-line conversation: the clinical one says "cita" too, but she may not read it.
-        await l1.get_by_role("searchbox", name="Search").fill("citas")
+        box = l1.get_by_role("searchbox", name="Search")
+        await box.fill("cit")
+        # The header is re-drawn on every route and presence event: a half-typed search (and
+        # its focus) must survive it (it used to be replaced by an empty box mid-typing).
+        await l1.evaluate("() => window.dispatchEvent(new HashChangeEvent('hashchange'))")
+        await expect(box).to_have_value("cit")
+        await expect(box).to_be_focused()
+        await box.fill("citas")
         await l1.keyboard.press("Enter")
         await expect(l1.locator("#view-title")).to_have_text("Search: citas")
         hits = l1.locator("#search-results .hit")

@@ -15,7 +15,7 @@
   const state = {
     me: null, csrf: "", lang: "en", agents: new Map(), contacts: new Map(), queues: [],
     crises: [], seenCrises: new Set(), stream: null, timers: [], filters: {}, view: null,
-    refreshTimer: 0, viewTimer: 0, audio: null,
+    refreshTimer: 0, viewTimer: 0, audio: null, search: null,
   };
 
   // --- small helpers --------------------------------------------------------------------
@@ -124,28 +124,39 @@
 
   function renderHeader() {
     const header = $("#top");
-    header.replaceChildren();
-    if (!state.me) return;
+    if (!state.me) { header.replaceChildren(); state.search = null; return; }
     const langSel = h("select", { id: "lang", onchange: (e) => { localStorage.setItem(LANG_KEY, e.target.value); setLang(e.target.value); renderHeader(); route(); } },
       LANGS.map((l) => h("option", { value: l, selected: l === state.lang }, { en: "English", es: "Español", ru: "Русский" }[l])));
     const presSel = h("select", { id: "presence", onchange: (e) => setPresence(e.target.value) },
       ["online", "away", "offline"].map((p) => h("option", { value: p, selected: p === state.me.presence }, t(p))));
-    header.append(
-      h("nav", { "aria-label": t("title") },
+    const nav = h("nav", { "aria-label": t("title") },
         h("strong", { class: "brand" }, "Careline"),
         h("a", { href: "#/inbox", "aria-current": location.hash.startsWith("#/inbox") || location.hash === "" ? "page" : null }, t("inbox")),
         isManager() ? h("a", { href: "#/wallboard", "aria-current": location.hash.startsWith("#/wallboard") ? "page" : null }, t("wallboard")) : null,
         isManager() ? h("a", { href: "#/reports", "aria-current": location.hash.startsWith("#/reports") ? "page" : null }, t("reports")) : null,
-        isManager() ? h("a", { href: "#/canned", "aria-current": location.hash.startsWith("#/canned") ? "page" : null }, t("cannedReplies")) : null),
-      searchForm(),
-      h("div", { class: "me" },
+        isManager() ? h("a", { href: "#/canned", "aria-current": location.hash.startsWith("#/canned") ? "page" : null }, t("cannedReplies")) : null);
+    const me = h("div", { class: "me" },
         h("span", { class: "who" }, state.me.name),
         h("label", { for: "presence" }, t("presence")), presSel,
         h("label", { for: "lang" }, t("language")), langSel,
         "Notification" in window && Notification.permission === "default" && isClinician()
           ? h("button", { type: "button", onclick: enableAlerts }, t("notifications")) : null,
         h("span", { id: "conn", class: "conn", "aria-live": "polite" }, state.conn || ""),
-        h("button", { type: "button", id: "signout", onclick: signOut }, t("signOut"))));
+        h("button", { type: "button", id: "signout", onclick: signOut }, t("signOut")));
+    // The header is re-drawn on every route and presence change; the search box is kept as the
+    // same node, never detached, so what someone is typing in it (and the focus) survives.
+    const search = state.search;
+    if (!search || search.lang !== state.lang || !header.contains(search.form)) {
+      state.search = { form: searchForm(), lang: state.lang };
+      header.replaceChildren(nav, state.search.form, me);
+      return;
+    }
+    header.querySelector("nav")?.replaceWith(nav);
+    header.querySelector(".me")?.replaceWith(me);
+    const input = search.form.querySelector("input");
+    if (input && document.activeElement !== input) {
+      input.value = location.hash.startsWith("#/search") ? hashParams().get("q") || "" : "";
+    }
   }
 
   function searchForm() {
@@ -837,11 +848,25 @@
         view.composer = view.composer || composer(conv, () => view.refresh(), status);
         const timeline = h("section", { class: "timeline", "aria-labelledby": "tl-h" }, h("h2", { id: "tl-h" }, t("timeline")),
           h("ol", { id: "timeline", "aria-live": "polite", "aria-relevant": "additions" }, items));
-        const keep = document.activeElement && wrap.contains(document.activeElement) ? document.activeElement.id : null;
         const side = await contactPanel(conv);
         if (state.view !== view) return;
-        wrap.replaceChildren(h("div", { class: "work" }, head, bar, panel, status, timeline, conv.status === "closed" ? null : view.composer), side);
-        if (keep && document.getElementById(keep) && document.activeElement !== document.getElementById(keep)) document.getElementById(keep).focus();
+        // Live refreshes replace only the parts that show state; the open action panel and the
+        // composer are never detached, so a half-typed tag, reason or reply keeps its focus.
+        const slots = view.slots;
+        if (!slots || !wrap.contains(slots.work)) {
+          view.slots = { head, bar, timeline, side, work: h("div", { class: "work" }, head, bar, panel, status, timeline) };
+          wrap.replaceChildren(view.slots.work, side);
+        } else {
+          const keep = document.activeElement && slots.bar.contains(document.activeElement) ? document.activeElement.id : null;
+          slots.head.replaceWith(head);
+          slots.bar.replaceWith(bar);
+          slots.timeline.replaceWith(timeline);
+          slots.side.replaceWith(side);
+          Object.assign(slots, { head, bar, timeline, side });
+          if (keep) document.getElementById(keep)?.focus();
+        }
+        if (conv.status === "closed") view.composer.remove();
+        else if (!view.slots.work.contains(view.composer)) view.slots.work.append(view.composer);
         const tl = $("#timeline");
         tl.lastElementChild?.scrollIntoView({ block: "nearest" });
       },

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from models import Agent, Assignment, Conversation, Queue
 from models.vocab import ACTIVE_STATUSES, WORKING_ROLES
@@ -103,14 +104,21 @@ async def _take(
 
 
 async def try_assign(
-    session: AsyncSession, rt: Runtime, conv: Conversation, now: datetime
+    session: AsyncSession,
+    rt: Runtime,
+    conv: Conversation,
+    now: datetime,
+    *,
+    loads: list[assign.AgentLoad] | None = None,
 ) -> int | None:
+    """Assign to the best online agent of the queue's tier; `loads`, when the caller has just
+    read them (ingest, for the wait estimate), saves reading them again."""
     q = await queue_of(session, conv)
     if q is None or conv.assignee_id is not None or conv.status != "open":
         return None
     choice = assign.choose(
         _for_assign(rt, conv, q),
-        await agent_loads(session, q.tier),
+        loads if loads is not None else await agent_loads(session, q.tier),
         supervisor_last_resort=_last_resort(rt),
     )
     return await _take(session, conv, choice, now, "auto-assigned")
@@ -196,9 +204,12 @@ async def assign_to(
         await session.refresh(conv)
         return False
     previous = conv.assignee_id
-    await _end_assignment(session, conv.id, now)
-    conv.assignee_id = agent_id
-    conv.updated_at = now
+    if previous is not None:
+        # (Unassigning ends an assignment, so a free conversation has none open.)
+        await _end_assignment(session, conv.id, now)
+    # The compare-and-set above wrote these: record them as the row's state, no second UPDATE.
+    set_committed_value(conv, "assignee_id", agent_id)
+    set_committed_value(conv, "updated_at", now)
     session.add(
         Assignment(
             conversation_id=conv.id,

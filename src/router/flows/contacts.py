@@ -6,13 +6,41 @@ import hashlib
 import hmac
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Contact, ContactIdentity, Conversation, ErasedIdentity, Event
 from models.messages import IDENTITY_KIND, Sender
 from router.errors import InvalidInput, NotFound
 from router.repo import events
+
+# Contacts this unit of work created (session.info key): they have no conversations yet.
+_FRESH = "careline.contacts.fresh"
+
+
+def without_conversations(session: AsyncSession, contact: Contact) -> bool:
+    """Whether `contact` was created in this unit of work and has no conversation yet (so
+    there is nothing of theirs to look up)."""
+    return contact.id in session.info.get(_FRESH, ())
+
+
+def has_conversation(session: AsyncSession, contact: Contact) -> None:
+    """A conversation of `contact` now exists (a batch may ingest more of their messages)."""
+    session.info.get(_FRESH, set()).discard(contact.id)
+
+
+# The sender identities `resolve_contact` found or created (session.info key), held here
+# because the session's identity map only keeps weak references.
+_HELD = "careline.contacts.identities"
+
+
+def known_identity(session: AsyncSession, kind: str, value: str) -> ContactIdentity | None:
+    """The identity if `resolve_contact` found or created it in this unit of work (no SQL);
+    None when unknown or no longer persistent (a rolled-back savepoint)."""
+    for obj in session.info.get(_HELD, ()):
+        if obj.kind == kind and obj.value == value and inspect(obj).persistent:
+            return obj  # type: ignore[no-any-return]
+    return None
 
 
 async def _identity(session: AsyncSession, kind: str, value: str) -> ContactIdentity | None:
@@ -76,7 +104,9 @@ async def resolve_contact(
             "contact.created",
             contact_id=contact.id,
             data={"after_erasure": True} if after_erasure else None,
+            new_contact=True,
         )
+        session.info.setdefault(_FRESH, set()).add(contact.id)
     else:
         for other in contacts:
             if other.id != contact.id:
@@ -84,11 +114,16 @@ async def resolve_contact(
         if sender.name and not contact.name:
             contact.name = sender.name
 
+    held: list[ContactIdentity] = session.info.setdefault(_HELD, [])
     for k, v, verified in keys:
         if (k, v) not in found:
-            session.add(ContactIdentity(contact_id=contact.id, kind=k, value=v, verified=verified))
-        elif verified and not found[(k, v)].verified:
-            found[(k, v)].verified = True
+            ident = ContactIdentity(contact_id=contact.id, kind=k, value=v, verified=verified)
+            session.add(ident)
+            held.append(ident)
+        else:
+            held.append(found[(k, v)])
+            if verified and not found[(k, v)].verified:
+                found[(k, v)].verified = True
     attrs = dict(contact.attributes or {})
     if sender.phone and not sender.phone_verified:
         attrs["unverified_phone"] = sender.phone

@@ -17,7 +17,7 @@ from models.messages import InboundMessage
 from models.vocab import ACTIVE_STATUSES, SENDER
 from router import metrics
 from router.errors import Conflict
-from router.flows.contacts import resolve_contact
+from router.flows.contacts import has_conversation, resolve_contact, without_conversations
 from router.flows.route import after_inbound
 from router.repo.events import conv_event
 from router.runtime import Runtime
@@ -147,7 +147,8 @@ async def _resolve_conversation(
                 await _reopen(session, conv, now)
                 return conv, "reopened"
 
-    if msg.thread_refs_only:
+    if msg.thread_refs_only or without_conversations(session, contact):
+        # A contact created just now has no conversation to continue.
         return await _new_conversation(session, contact, msg, now), "new"
 
     # One look-up for both: the contact's live conversation if any (the newest), else the
@@ -195,6 +196,7 @@ async def _new_conversation(
     )
     session.add(conv)
     await session.flush()
+    has_conversation(session, contact)
     return conv
 
 

@@ -15,7 +15,7 @@ from models import Contact, ContactIdentity, Conversation, Message, OutboxItem, 
 from models.messages import IDENTITY_KIND
 from models.vocab import COPY_OF, SENDER, TEXT_CHANNELS
 from router.db import wake_after_commit
-from router.decide import wait
+from router.decide import assign, wait
 from router.errors import Conflict
 from router.flows import assignment
 from router.repo.events import conv_event
@@ -130,6 +130,9 @@ async def enqueue_outbound(
         channel_meta={"recipient": recipient},
     )
     session.add(msg)
+    # Set before the flush: they go out in the same UPDATE as the caller's pending changes.
+    conv.last_outbound_at = now
+    conv.updated_at = now
     await session.flush()
     session.add(
         OutboxItem(
@@ -142,10 +145,8 @@ async def enqueue_outbound(
             created_at=now,
         )
     )
-    conv.last_outbound_at = now
-    conv.updated_at = now
     wake_after_commit(session, "outbox")
-    await session.flush()
+    # No flush: the outbox row goes out with the next flush or the commit, with the events.
     await conv_event(
         session,
         "message.queued",
@@ -229,14 +230,17 @@ async def send_wait_ack(
     now: datetime,
     *,
     channel: str | None = None,
+    recipient: str | None = None,
+    loads: list[assign.AgentLoad] | None = None,
 ) -> None:
-    """Tell a new customer how long they will likely wait (once per conversation)."""
+    """Tell a new customer how long they will likely wait (once per conversation).
+    `recipient` and `loads`, when the caller already has them, save their look-ups."""
     if conv.ack_sent:
         return
     q = await queue_of(session, conv)
     if q is None:
         return
-    est = await estimate_wait(session, rt, q, conv.priority, now, exclude_id=conv.id)
+    est = await estimate_wait(session, rt, q, conv.priority, now, exclude_id=conv.id, loads=loads)
     conv.ack_sent = True  # set first: it goes out in the same UPDATE as the outbound's changes
     try:
         await enqueue_outbound(
@@ -246,6 +250,7 @@ async def send_wait_ack(
             rt.policy.ack_text(conv.language, wait.wait_minutes(est), est.surge),
             kind="ack",
             channel=channel,
+            recipient=recipient,
             now=now,
         )
     except Conflict:
@@ -260,6 +265,7 @@ async def estimate_wait(
     now: datetime,
     *,
     exclude_id: int | None = None,
+    loads: list[assign.AgentLoad] | None = None,
 ) -> wait.WaitEstimate:
     depth_ahead = int(
         await session.scalar(
@@ -278,7 +284,9 @@ async def estimate_wait(
     # count when the policy lets them take work.
     last_resort = rt.policy.escalation.supervisor_last_resort
     workers = [
-        a for a in await assignment.agent_loads(session, q.tier) if last_resort or not a.supervisor
+        a
+        for a in (loads if loads is not None else await assignment.agent_loads(session, q.tier))
+        if last_resort or not a.supervisor
     ]
     online = len(workers)
     free = sum(max(0, a.capacity - a.open_count) for a in workers)

@@ -10,11 +10,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Contact, Conversation, Message
-from models.messages import CallLog
-from models.vocab import TEXT_CHANNELS
+from models.messages import IDENTITY_KIND, CallLog
+from models.vocab import SENDER, TEXT_CHANNELS
 from router.decide import acks, rules
+from router.decide.assign import AgentLoad
 from router.flows import assignment, callbacks, paging
 from router.flows import sla as timers
+from router.flows.contacts import known_identity
 from router.flows.outbound import send_crisis_ack, send_urgent_medical_ack, send_wait_ack
 from router.repo.events import conv_event, crisis_flagged
 from router.repo.queues import queue_by_name, queue_of
@@ -50,21 +52,45 @@ async def after_inbound(
     await timers.on_customer_message(session, rt, conv, now, how=how)
     await callbacks.on_call_message(session, rt, conv, message, now)
     urgent_medical = decision.urgent_medical or "urgent_medical" in (conv.tags or ())
-    for ack in acks.acknowledgements(
-        new=new, crisis=decision.crisis, urgent_medical=urgent_medical
-    ):
+    wanted = acks.acknowledgements(new=new, crisis=decision.crisis, urgent_medical=urgent_medical)
+    # The online agents and their loads, read once for both the wait estimate and assignment
+    # (nothing between the two changes them).
+    loads: list[AgentLoad] | None = None
+    assigning = conv.assignee_id is None and conv.status == "open"
+    if assigning or ("wait" in wanted and not conv.ack_sent):
+        q = await queue_of(session, conv)
+        loads = await assignment.agent_loads(session, q.tier) if q is not None else None
+    for ack in wanted:
         if ack == "emergency":
             await send_urgent_medical_ack(session, rt, conv, contact, now)
         elif ack == "crisis":
             await send_crisis_ack(session, rt, conv, now)
         else:
-            # A new conversation's only inbound message is this one: reply on its channel.
+            # A new conversation's only inbound message is this one: reply on its channel,
+            # to the identity it came from (known to this unit of work: no look-up).
             channel = message.channel if message.channel in TEXT_CHANNELS else None
-            await send_wait_ack(session, rt, conv, now, channel=channel)
+            await send_wait_ack(
+                session,
+                rt,
+                conv,
+                now,
+                channel=channel,
+                recipient=_sender_identity(session, message) if channel else None,
+                loads=loads,
+            )
     if conv.assignee_id is None:
-        await assignment.try_assign(session, rt, conv, now)
+        await assignment.try_assign(session, rt, conv, now, loads=loads)
     # After assignment, so "no clinician online" is judged on the same loads.
     await paging.on_urgent(session, rt, conv, now)
+
+
+def _sender_identity(session: AsyncSession, message: Message) -> str | None:
+    """The reachable identity `message` came from, if this unit of work holds it."""
+    sender = (message.channel_meta or {}).get(SENDER)
+    if not isinstance(sender, str) or message.channel not in IDENTITY_KIND:
+        return None
+    ident = known_identity(session, IDENTITY_KIND[message.channel], sender)
+    return ident.value if ident is not None and not ident.unreachable else None
 
 
 def _received(message: Message) -> dict[str, Any]:

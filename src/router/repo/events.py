@@ -31,6 +31,7 @@ async def record(
     agent_id: int | None = None,
     contact_id: int | None = None,
     data: dict[str, Any] | None = None,
+    new_contact: bool = False,
 ) -> Event:
     """Record an event. A contact event without an explicit tier gets the tier of the contact's
     most sensitive conversation, and is raised (`settle`) when one of this unit of work's
@@ -39,7 +40,8 @@ async def record(
     following = False
     if tier is None:
         if conversation is None and contact_id is not None:
-            tier = await contact_tier(session, contact_id)
+            # A contact created in this unit of work has no conversation yet: tier 1.
+            tier = 1 if new_contact else await contact_tier(session, contact_id)
             following = True
         else:
             tier = 1

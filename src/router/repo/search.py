@@ -27,6 +27,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
@@ -42,6 +43,7 @@ from sqlalchemy import (
     exists,
     func,
     insert,
+    inspect,
     literal_column,
     or_,
     select,
@@ -195,6 +197,11 @@ class _Pending:
     subjects: set[int] = field(default_factory=set)
     contacts: set[int] = field(default_factory=set)
     new_contacts: set[int] = field(default_factory=set)
+    # The objects this unit of work inserted, held (the identity map's references are weak)
+    # so that commit indexes them from memory instead of reading them back.
+    held: dict[tuple[type, int], object] = field(default_factory=dict)
+    inserted: set[tuple[type, int]] = field(default_factory=set)
+    new_identities: list[ContactIdentity] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.new_messages or self.changed_messages or self.subjects or self.contacts)
@@ -213,16 +220,25 @@ def _pending(session: Session) -> _Pending:
 def _collect(session: Session, _flush: UOWTransaction) -> None:
     p = _pending(session)
     for obj in session.new:
+        if isinstance(obj, (Message, Conversation, Contact)):
+            p.inserted.add((type(obj), obj.id))
         if isinstance(obj, Message):
             p.new_messages.add(obj.id)
-        elif isinstance(obj, Conversation) and obj.subject:
-            p.subjects.add(obj.id)
+            p.held[(Message, obj.id)] = obj
+        elif isinstance(obj, Conversation):
+            p.held[(Conversation, obj.id)] = obj
+            if obj.subject:
+                p.subjects.add(obj.id)
         elif isinstance(obj, Contact):
             p.new_contacts.add(obj.id)
             p.contacts.add(obj.id)
+            p.held[(Contact, obj.id)] = obj
         elif isinstance(obj, ContactIdentity):
             p.contacts.add(obj.contact_id)
+            p.new_identities.append(obj)
     for obj in session.dirty:
+        if isinstance(obj, Conversation):
+            p.held[(Conversation, obj.id)] = obj  # its language, for its new messages' rows
         if isinstance(obj, Message) and _changed(obj, "text", "language"):
             p.changed_messages.add(obj.id)
         elif isinstance(obj, Conversation) and _changed(obj, "subject", "language"):
@@ -255,15 +271,30 @@ def _apply(session: Session) -> None:
         stale = p.changed_messages - p.new_messages
         if stale:
             _drop(conn, _docs.c.message_id.in_(sorted(stale)))
-        mt = Message.__table__
-        _add_messages(batch, conn.execute(_message_rows().where(mt.c.id.in_(sorted(messages)))))
+        # What this unit of work still holds is indexed from memory; only the rest is read.
+        unread = _messages_from_memory(p, session, sorted(messages), batch)
+        if unread:
+            mt = Message.__table__
+            _add_messages(batch, conn.execute(_message_rows().where(mt.c.id.in_(unread))))
     if p.subjects:
         ids = sorted(p.subjects)
         _drop(conn, and_(_docs.c.kind == "subject", _docs.c.conversation_id.in_(ids)))
         cv = Conversation.__table__
-        for c in conn.execute(
-            select(cv.c.id, cv.c.subject, cv.c.language, cv.c.created_at).where(cv.c.id.in_(ids))
-        ).all():
+        rows: list[Any] = []
+        unread = []
+        for cid in ids:
+            conv = _held(p, session, Conversation, cid, "subject", "language", "created_at")
+            if conv is None:
+                unread.append(cid)
+            else:
+                rows.append(conv)
+        if unread:
+            rows += conn.execute(
+                select(cv.c.id, cv.c.subject, cv.c.language, cv.c.created_at).where(
+                    cv.c.id.in_(unread)
+                )
+            ).all()
+        for c in rows:
             if c.subject:
                 batch.add(
                     kind="subject",
@@ -273,8 +304,95 @@ def _apply(session: Session) -> None:
                     conversation_id=c.id,
                 )
     if p.contacts:
-        _index_contacts(conn, sorted(p.contacts), batch, fresh=p.new_contacts)
+        # A contact created in this unit of work, with the identities it created: from memory.
+        fresh = [
+            c for c in sorted(p.new_contacts) if _fresh_contact_from_memory(p, session, c, batch)
+        ]
+        rest = sorted(p.contacts - set(fresh))
+        if rest:
+            _index_contacts(conn, rest, batch, fresh=p.new_contacts)
     batch.run(conn)
+
+
+def _held(p: _Pending, session: Session, model: type, pk: int, *attrs: str) -> Any | None:
+    """The values of `attrs` of `model` row `pk` if this session holds it persistent with
+    them in memory, else None (a row a rolled-back savepoint inserted is no longer persistent:
+    never indexed). An attribute this unit of work never set on a row it inserted, on a
+    column without defaults, is NULL."""
+    obj = p.held.get((model, pk))
+    if obj is None:
+        obj = session.identity_map.get(inspect(model).identity_key_from_primary_key((pk,)))
+    if obj is None:
+        return None
+    state = inspect(obj)
+    if not state.persistent:
+        return None
+    inserted = (model, pk) in p.inserted
+    values: dict[str, Any] = {}
+    for a in attrs:
+        if a in state.dict:
+            values[a] = state.dict[a]
+        elif inserted and a in _NULL_UNLESS_SET.get(model, ()):
+            values[a] = None
+        else:
+            return None
+    return SimpleNamespace(id=pk, **values)
+
+
+# Columns without a default: a row inserted without them holds NULL there.
+_NULL_UNLESS_SET: dict[type, frozenset[str]] = {
+    Message: frozenset({"language"}),
+    Conversation: frozenset({"language", "subject"}),
+    Contact: frozenset({"name", "merged_into_id"}),
+}
+
+
+def _messages_from_memory(
+    p: _Pending, session: Session, ids: Sequence[int], batch: _Batch
+) -> list[int]:
+    """Index the messages this session holds (with their conversation, for the language);
+    returns the ids it could not."""
+    unread: list[int] = []
+    for mid in ids:
+        m = _held(p, session, Message, mid, "text", "language", "created_at", "conversation_id")
+        conv = m and _held(p, session, Conversation, m.conversation_id, "language")
+        if m is None or conv is None:
+            unread.append(mid)
+            continue
+        batch.add(
+            kind="message",
+            value=m.text,
+            language=m.language or conv.language,
+            created_at=m.created_at,
+            conversation_id=m.conversation_id,
+            message_id=mid,
+        )
+    return unread
+
+
+def _fresh_contact_from_memory(
+    p: _Pending, session: Session, contact_id: int, batch: _Batch
+) -> bool:
+    contact = _held(p, session, Contact, contact_id, "name", "created_at", "merged_into_id")
+    if contact is None or contact.merged_into_id is not None:
+        return False
+    idents = [
+        o.value for o in p.new_identities if inspect(o).persistent and o.contact_id == contact_id
+    ]
+    batch.add(
+        kind="contact",
+        value=_contact_text(contact.name, idents),
+        language=None,
+        created_at=contact.created_at,
+        contact_id=contact_id,
+    )
+    return True
+
+
+def _contact_text(name: str | None, idents: Sequence[str]) -> str:
+    # Phone numbers also as digits only: "+34 600…" and "34600…" both find them.
+    digits = [re.sub(r"\D", "", v) for v in idents if v.startswith("+")]
+    return " ".join([name or "", *idents, *digits])
 
 
 def _index_contacts(
@@ -295,13 +413,9 @@ def _index_contacts(
     for r in conn.execute(select(it.c.contact_id, it.c.value).where(it.c.contact_id.in_(ids))):
         values.setdefault(r.contact_id, []).append(r.value)
     for cid, (name, created_at) in names.items():
-        idents = values.get(cid, [])
-        # Phone numbers also as digits only: "+34 600…" and "34600…" both find them.
-        digits = [re.sub(r"\D", "", v) for v in idents if v.startswith("+")]
-        value = " ".join([name or "", *idents, *digits])
         batch.add(
             kind="contact",
-            value=value,
+            value=_contact_text(name, values.get(cid, [])),
             language=None,
             created_at=created_at,
             contact_id=cid,

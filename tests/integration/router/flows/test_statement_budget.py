@@ -19,9 +19,9 @@ from tests.support.factories import app_inbound
 # Per backend: PostgreSQL takes row locks SQLite does not need; both include the search
 # index rows (router.repo.search) written at commit.
 BUDGET = {
-    "new": {"sqlite": 36, "postgresql": 32},
-    "follow_up": {"sqlite": 14, "postgresql": 15},
-    "new_agent_online": {"sqlite": 45, "postgresql": 41},
+    "new": {"sqlite": 26, "postgresql": 22},
+    "follow_up": {"sqlite": 13, "postgresql": 14},
+    "new_agent_online": {"sqlite": 32, "postgresql": 28},
 }
 
 

@@ -3,6 +3,7 @@ network, no client on the cores), on a fresh PostgreSQL schema or SQLite file; p
 per message, SQL statements per message and, with --profile, the cProfile top functions.
 
     python bench/profile_ingest.py --db postgresql --n 400 --profile
+    python bench/profile_ingest.py --concurrency 16     # group commit batches form
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import dataclasses
 import pstats
 import tempfile
 import time
@@ -24,6 +26,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from models import Base
 from router.api import create_app
 from router.bootstrap import build_runtime, sync_queues
+from router.db import Database
 from router.settings import Settings
 
 TEXTS = [
@@ -35,7 +38,7 @@ TEXTS = [
 TOKEN = "profile-admin-token-0123456789"
 
 
-async def run(db: str, n: int, profile: bool, pg_url: str) -> None:
+async def run(db: str, n: int, profile: bool, pg_url: str, concurrency: int) -> None:
     schema = f"p_{uuid.uuid4().hex[:10]}"
     if db == "postgresql":
         admin = create_async_engine(pg_url)
@@ -54,9 +57,10 @@ async def run(db: str, n: int, profile: bool, pg_url: str) -> None:
     )
     rt = build_runtime(settings)
     if db == "postgresql":
-        from router.db import Database
-
-        rt.db = Database(url, connect_args={"server_settings": {"search_path": schema}})
+        await rt.db.dispose()
+        rt = dataclasses.replace(
+            rt, db=Database(url, connect_args={"server_settings": {"search_path": schema}})
+        )
     async with rt.db.engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
     await sync_queues(rt)
@@ -90,19 +94,31 @@ async def run(db: str, n: int, profile: bool, pg_url: str) -> None:
         cpu, wall = time.process_time(), time.perf_counter()
         if prof:
             prof.enable()
-        for i in range(n):
-            await one(i)
+        todo = iter(range(n))
+
+        async def worker() -> None:
+            for i in todo:
+                await one(i)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
         if prof:
             prof.disable()
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     print(
         f"{db}: {n} messages, {1000 * cpu / n:.2f} ms CPU/msg, {1000 * wall / n:.2f} ms wall/msg,"
-        f" {seen[0] / n:.1f} statements/msg"
+        f" {seen[0] / n:.1f} statements/msg, concurrency {concurrency},"
+        f" {rt.group.units / max(1, rt.group.batches):.1f} messages per commit"
     )
     if prof:
-        stats = pstats.Stats(prof).sort_stats("cumulative")
-        stats.print_stats(45)
-        stats.sort_stats("tottime").print_stats(25)
+        stats = pstats.Stats(prof)
+        by_package: dict[str, float] = {}
+        for (filename, _line, _fn), row in stats.stats.items():  # type: ignore[attr-defined]
+            by_package[_package(filename)] = by_package.get(_package(filename), 0.0) + row[2]
+        total = sum(by_package.values())
+        print("own time by package (cProfile; its overhead inflates every figure):")
+        for name, t in sorted(by_package.items(), key=lambda kv: -kv[1])[:20]:
+            print(f"  {100 * t / total:5.1f} %  {name}")
+        stats.sort_stats("tottime").print_stats(30)
     await rt.db.dispose()
     if db == "postgresql":
         async with admin.begin() as conn:
@@ -110,14 +126,27 @@ async def run(db: str, n: int, profile: bool, pg_url: str) -> None:
         await admin.dispose()
 
 
+def _package(filename: str) -> str:
+    """A readable owner of a source file: the site-package, or src/<package>/<module>."""
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1].split("/", 1)[0]
+    if "/src/" in filename:
+        parts = filename.split("/src/", 1)[1].split("/")
+        return "/".join(parts[:3]) if parts[0] == "router" else "/".join(parts[:2])
+    if filename.startswith("<") or "/lib/python3" not in filename:
+        return filename if filename.startswith("<") else "other"
+    return "stdlib/" + filename.split("/lib/python3", 1)[1].split("/", 2)[1]
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--db", choices=("postgresql", "sqlite"), default="postgresql")
     p.add_argument("--n", type=int, default=400)
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--pg-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     a = p.parse_args()
-    asyncio.run(run(a.db, a.n, a.profile, a.pg_url))
+    asyncio.run(run(a.db, a.n, a.profile, a.pg_url, a.concurrency))
 
 
 if __name__ == "__main__":

@@ -153,6 +153,11 @@ class Database:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def single_writer(self) -> bool:
+        """SQLite: one unit of work at a time, queued here (`_serial`)."""
+        return self._lock is not None
+
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """Commit on success, roll back on error; services only ever `flush()`."""

@@ -11,6 +11,7 @@ from models.base import utcnow
 from router.bus import EventBus
 from router.db import Database
 from router.decide.policy import Policy
+from router.group import GroupCommit
 from router.settings import Settings
 
 
@@ -26,10 +27,16 @@ class Runtime:
     outbox_wake: EventBus = field(default_factory=EventBus)
     sla_wake: EventBus = field(default_factory=EventBus)
     clock: Callable[[], datetime] = utcnow
+    group: GroupCommit = field(init=False)
 
     def __post_init__(self) -> None:
         # After a commit, wake what it concerns instead of waiting for a poll.
         self.db.after_commit.append(self.wake)
+        self.group = GroupCommit(
+            self.db,
+            max_batch=max(1, self.settings.group_commit_max),
+            runners=max(1, self.settings.group_commit_runners),
+        )
 
     def now(self) -> datetime:
         return self.clock()

@@ -20,6 +20,10 @@ class Settings(BaseSettings):
     # The module that lists the channel plug-ins (`PLUGINS`): the router never imports a
     # channel by name, so a deployment can add or drop one without touching the router.
     channels: str = "channels.registry"
+    # Group commit (PostgreSQL): concurrent inbound deliveries share a transaction of at most
+    # this many, with this many batches in flight; 1 and 1 is one transaction per delivery.
+    group_commit_max: int = 32
+    group_commit_runners: int = 2
 
     telegram_bot_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None

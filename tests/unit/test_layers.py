@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("router.decide",),
     # The engine and sessions sit with the repositories: the session class indexes what a
     # commit wrote for search (router.repo.search).
-    ("router.repo", "router.db"),
+    ("router.repo", "router.db", "router.group"),
     ("router.runtime",),
     ("router.bootstrap",),
     ("router.flows",),

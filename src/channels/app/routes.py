@@ -26,7 +26,13 @@ async def inbound(
     msg = app_channel.normalise(
         body, now=rt.now(), phone=e164(body.contact.phone, rt.settings.default_region)
     )
-    res = await ingest.ingest(session, rt, msg)
+    # Group commit: written with concurrent deliveries, answered once its own data is durable.
+    res: ingest.IngestResult = await rt.group.run(
+        session,
+        lambda s: ingest.ingest(s, rt, msg),
+        key=f"{msg.channel}:{msg.sender.external_id}",
+        isolated=True,
+    )
     return InboundResult(
         conversation_id=res.conversation_id, message_id=res.message_id, duplicate=res.duplicate
     )

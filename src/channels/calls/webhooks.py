@@ -18,11 +18,13 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.calls import generic, twilio
 from channels.calls.common import PhoneNormaliser
 from channels.phones import e164
 from channels.signing import configured, verify_request
+from models.messages import InboundMessage
 from router.api.deps import RuntimeDep, SessionDep
 from router.errors import InvalidInput, PayloadTooLarge, RouterError
 from router.flows import ingest
@@ -81,7 +83,7 @@ async def twilio_callback(request: Request, rt: RuntimeDep, session: SessionDep)
     msg = twilio.normalise(dict(pairs), now=rt.now(), e164=_phone(rt))
     if msg is None:
         return TwilioAck(status="ignored")
-    res = await ingest.ingest(session, rt, msg)
+    res = await _grouped(rt, session, msg)
     log.info(
         "call log",
         extra={
@@ -114,7 +116,7 @@ async def generic_call_log(
     phone = _phone(rt)
     if not isinstance(payload, list):
         msg = generic.normalise(generic.parse(payload), now=rt.now(), e164=phone)
-        res = await ingest.ingest(session, rt, msg)
+        res = await _grouped(rt, session, msg)
         return CallStored(
             conversation_id=res.conversation_id, message_id=res.message_id, duplicate=res.duplicate
         )
@@ -143,3 +145,14 @@ async def generic_call_log(
         extra={"accepted": len(result.accepted), "rejected": len(result.rejected)},
     )
     return result
+
+
+async def _grouped(rt: Runtime, session: AsyncSession, msg: InboundMessage) -> ingest.IngestResult:
+    """One call record, written with concurrent deliveries (group commit)."""
+    res: ingest.IngestResult = await rt.group.run(
+        session,
+        lambda s: ingest.ingest(s, rt, msg),
+        key=f"{msg.channel}:{msg.sender.external_id}",
+        isolated=True,
+    )
+    return res

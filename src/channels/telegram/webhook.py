@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from channels.signing import configured, verify_token
 from channels.telegram.adapter import TelegramChannel
-from channels.telegram.handling import handle_update, run_effects
+from channels.telegram.handling import Handled, handle_update, run_effects
 from router.api.deps import RuntimeDep, SessionDep
 from router.errors import NotFound
 from router.runtime import Runtime
@@ -63,7 +63,20 @@ async def telegram_webhook(
         # redeliver the same body forever. Nothing of it is logged.
         log.warning("telegram webhook body is not a valid Update")
         return WebhookAck(outcome="invalid")
-    handled = await handle_update(session, rt, upd)
+    # Group commit with concurrent deliveries; in a savepoint, so a failure is this update's.
+    handled: Handled = await rt.group.run(
+        session, lambda s: handle_update(s, rt, upd), key=_sender_key(upd)
+    )
     if handled.effects:
         background.add_task(run_effects, channel, handled)
     return WebhookAck(outcome=handled.outcome)
+
+
+def _sender_key(upd: Update) -> str:
+    """One Telegram user's updates keep their order in a group commit."""
+    for m in (upd.message, upd.edited_message):
+        if m is not None and m.from_user is not None:
+            return f"telegram:{m.from_user.id}"
+    if upd.callback_query is not None:
+        return f"telegram:{upd.callback_query.from_user.id}"
+    return "telegram:"

@@ -42,7 +42,7 @@ from router.api.transport import abort
 from router.decide import satisfaction as satisfaction_rules
 from router.errors import Forbidden, InvalidInput, NotFound, RouterError, Unauthorized
 from router.flows import satisfaction
-from router.flows.ingest import ingest
+from router.flows.ingest import IngestResult, ingest
 from router.flows.outbound import recipient_for
 from router.repo import access
 from router.repo.events import conv_event
@@ -542,8 +542,10 @@ async def _on_message(
         | ({"locale": claims.locale} if claims.locale else {}),
     )
     try:
-        async with rt.db.session() as session:
-            result = await ingest(session, rt, msg)
+        # Group commit with concurrent deliveries; acked below only once it is committed.
+        result: IngestResult = await rt.group.submit(
+            lambda s: ingest(s, rt, msg), key=f"webchat:{conn.visitor_id}", isolated=True
+        )
     except RouterError as exc:
         # Not stored, so no ack: the widget keeps the message and sends it again.
         await conn.send({"type": "error", "client_id": client_id, "detail": exc.detail})

@@ -147,15 +147,17 @@
     // same node, never detached, so what someone is typing in it (and the focus) survives.
     const search = state.search;
     if (!search || search.lang !== state.lang || !header.contains(search.form)) {
-      state.search = { form: searchForm(), lang: state.lang };
+      state.search = { form: searchForm(), lang: state.lang, hash: location.hash };
       header.replaceChildren(nav, state.search.form, me);
       return;
     }
     header.querySelector("nav")?.replaceWith(nav);
     header.querySelector(".me")?.replaceWith(me);
-    const input = search.form.querySelector("input");
-    if (input && document.activeElement !== input) {
-      input.value = location.hash.startsWith("#/search") ? hashParams().get("q") || "" : "";
+    // The box follows navigation to a search (back/forward, a shared link), never a re-render.
+    if (search.hash !== location.hash) {
+      search.hash = location.hash;
+      const input = search.form.querySelector("input");
+      if (input && location.hash.startsWith("#/search")) input.value = hashParams().get("q") || "";
     }
   }
 
@@ -192,7 +194,9 @@
   function show(title, ...content) {
     const m = main();
     m.replaceChildren(h("h1", { tabindex: "-1", id: "view-title" }, title), ...content);
-    $("#view-title").focus({ preventScroll: true });
+    // Move focus to the new view (screen readers announce it), unless someone is typing in
+    // the header (the search box): a view that renders under their fingers must not take it.
+    if (!$("#top").contains(document.activeElement)) $("#view-title").focus({ preventScroll: true });
   }
 
   function problemText(err) { return t("failed", { detail: err.message }); }

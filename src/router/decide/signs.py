@@ -262,6 +262,7 @@ class SignModel:
                 first.setdefault(key, []).append(i)
         self._single = {k: frozenset(v) for k, v in single.items()}
         self._cache: dict[frozenset[str], tuple[frozenset[int], tuple[int, ...]]] = {}
+        self._pairs: dict[tuple[frozenset[str], frozenset[str]], tuple[int, ...]] = {}
         self._first = {k: tuple(v) for k, v in first.items()}
         self._signs = tuple(self._compile_sign(s) for s in signs)
 
@@ -355,12 +356,14 @@ class SignModel:
             concepts, candidates = self._look_up(token_keys)
             for c in concepts:
                 found.setdefault(c, []).append((i, i))
-            for t in candidates:
+            if not candidates or i + 1 == n:
+                continue  # every phrase has two words at least
+            for t in self._second(token_keys, keys[i + 1], candidates):
                 steps = phrases[t]
                 end = i + len(steps)
                 if end > n:
                     continue
-                j = 1
+                j = 2
                 while j < len(steps) and not keys[i + j].isdisjoint(steps[j]):
                     j += 1
                 if j == len(steps):
@@ -368,6 +371,21 @@ class SignModel:
                     if (i, end - 1) not in spans:
                         spans.append((i, end - 1))
         return found
+
+    def _second(
+        self, first: frozenset[str], second: frozenset[str], candidates: tuple[int, ...]
+    ) -> tuple[int, ...]:
+        """The phrases starting with ``first`` whose second word is ``second`` (cached by word
+        pair: "no me", "my phone" start hundreds of phrases and recur in most messages)."""
+        pair = (first, second)
+        cached = self._pairs.get(pair)
+        if cached is None:
+            steps = self._phrase_steps
+            cached = tuple(t for t in candidates if not second.isdisjoint(steps[t][1]))
+            if len(self._pairs) >= _CACHE_SIZE:
+                self._pairs.clear()  # bounded, like the token cache
+            self._pairs[pair] = cached
+        return cached
 
     def _look_up(self, token_keys: frozenset[str]) -> tuple[frozenset[int], tuple[int, ...]]:
         """Concepts a token is, and phrases it may start (cached: words repeat a lot)."""

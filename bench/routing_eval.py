@@ -101,7 +101,13 @@ def load_samples(
     samples: list[Sample] = []
     for lang in languages:
         for path in sorted((data_dir / split).glob(f"*{lang}.csv")):
-            if path.stem not in (lang, f"team_{lang}", f"extra_{lang}", f"blind3_{lang}"):
+            if path.stem not in (
+                lang,
+                f"team_{lang}",
+                f"extra_{lang}",
+                f"blind3_{lang}",
+                f"blind4_{lang}",
+            ):
                 continue
             with path.open(encoding="utf-8", newline="") as fh:
                 for row in csv.DictReader(fh):

@@ -24,7 +24,7 @@ from models.vocab import PRIORITY_RANK
 from router.decide.language import detect_language
 from router.decide.learned import default_clinical_model, default_crisis_model, ngram_counts
 from router.decide.policy import Policy, Rule
-from router.decide.signs import cap_text
+from router.decide.signs import cap_text, without
 from router.decide.sla import is_open
 from router.decide.textnorm import Hit, PreparedText
 
@@ -118,19 +118,40 @@ def route(
     queue: str | None = None
     priority: str | None = None
 
+    # Warning signs (1b below) are found first: their "idiom" group ("me muero de vergüenza",
+    # "this form is suicide", "my boss will kill me if ...") says which words are hyperbole.
+    sign_hits = policy.signs.find(text) if policy.signs is not None else []
+    idioms = [s for s in sign_hits if s.group == "idiom"]
+    # What is left of the text without its idioms: a lexicon phrase must still be there.
+    outside: PreparedText | None = PreparedText(without(text, idioms)) if idioms else None
+
     # 1. Crisis lexicon: every category is checked so all of them end up in the tags.
     crisis = False
     for category, matcher in policy.compiled_crisis:
         hit = matcher.find(prepared)
         if hit is None:
             continue
+        if outside is not None and matcher.find(outside) is None:
+            cues = "', '".join(i.cue for i in idioms)
+            reasons.append(
+                f"crisis lexicon ({hit.language}, {category}): {_quote(hit)} only inside "
+                f"an idiom ('{cues}'): not counted"
+            )
+            continue
         crisis = True
         tags.append(category)
         reasons.append(f"crisis lexicon ({hit.language}, {category}): {_quote(hit)}")
     # 1b. Warning signs: concepts that combine (router.decide.signs), crisis and urgent medical.
+    # A crisis or clinical sign with a word inside an idiom is not counted (its reason says so);
+    # an urgent medical one always is.
     urgent_medical = False
     clinical: list[str] = []
-    for sign in policy.signs.find(text) if policy.signs is not None else ():
+    for sign in sign_hits:
+        if sign.group in ("idiom", "front_desk"):
+            continue  # read by the lexicon above and by 2d below
+        if sign.group in ("crisis", "clinical") and any(sign.overlaps(i) for i in idioms):
+            reasons.append(f"{sign.reason()} inside an idiom: not counted")
+            continue
         if sign.group == "clinical":
             clinical.append(sign.reason())
             continue
@@ -162,12 +183,19 @@ def route(
             priority = policy.urgent_medical.priority
             reasons.append(f"urgent medical → {queue}, {priority}")
 
-    # 2. Rules: still evaluated under a crisis, for their tags (callback, vip, ...).
+    # 2. Rules: still evaluated under a crisis, for their tags (callback, vip, ...). Their
+    # keywords read the text without its idioms ("nearly had a heart attack when I saw the
+    # bill" is not a heart attack).
+    words = outside if outside is not None else prepared
+    front_desk_queue: str | None = None  # the first front-desk queue a rule named
     for index, rule in enumerate(policy.rules):
-        why = _rule_match(rule, index, policy, prepared, inbound, conv, contact, language, now)
+        why = _rule_match(rule, index, policy, words, inbound, conv, contact, language, now)
         if why is None:
             continue
         effects: list[str] = []
+        desk_rule = rule.queue is not None and policy.queue(rule.queue).tier == 1
+        if desk_rule and front_desk_queue is None:
+            front_desk_queue = rule.queue
         if rule.queue is not None and queue is None:
             queue = rule.queue
             effects.append(rule.queue)
@@ -199,6 +227,15 @@ def route(
             queue = policy.clinical.queue or policy.crisis.queue
             tags.extend(policy.clinical.tags)
             reasons.append(f"learned model (char n-grams): health question p={p:.2f} → {queue}")
+
+    # 2d. A request about a health item ("the e-prescription link won't open", "price of the
+    # ADHD assessment"): the front desk, when only health words sent it to the clinicians.
+    front = [s for s in sign_hits if s.group == "front_desk"]
+    if front and not crisis and not urgent_medical and queue is not None:
+        desk = front_desk_queue or policy.default_queue
+        if policy.queue(queue).tier > policy.queue(desk).tier:
+            queue = desk
+            reasons.append(f"{front[0].reason()}: a request, not a health question → {queue}")
 
     # 3. Defaults.
     if queue is None:

@@ -42,6 +42,7 @@ __all__ = [
     "cap_text",
     "default_model",
     "load_model",
+    "without",
 ]
 
 # What routing reads of a message: the opening and the end (a long e-mail states its reason
@@ -88,10 +89,19 @@ class SignHit:
     group: str
     category: str
     cue: str  # the matched words, normalised, in text order
+    # Token positions (first, last) of each matched concept, in :func:`tokenize`'s tokens.
+    parts: tuple[tuple[int, int], ...] = ()
 
     def reason(self) -> str:
         """Human-readable reason stored with the routing decision."""
         return f"warning sign ({self.group}, {self.category}): '{self.cue}'"
+
+    def overlaps(self, other: SignHit) -> bool:
+        """True when a word of this hit is inside ``other``'s span (first to last word)."""
+        if not other.parts:
+            return False
+        lo, hi = other.parts[0][0], max(b for _, b in other.parts)
+        return any(a <= hi and b >= lo for a, b in self.parts)
 
 
 # -- tokens and their keys ---------------------------------------------------------------------
@@ -185,6 +195,8 @@ class _Sign:
     # Concepts that cancel anywhere within ``window`` tokens of the match, not only next to it:
     # a context that frames the whole sentence ("me mataron en el último nivel del juego").
     unless_far: frozenset[int] = frozenset()
+    # Concepts that cancel anywhere in the text (a symptom anywhere makes a request clinical).
+    unless_anywhere: frozenset[int] = frozenset()
 
 
 class SignError(ValueError):
@@ -219,8 +231,9 @@ class SignModel:
     ) -> None:
         """``concepts``: language -> concept name -> terms; ``signs``: dicts with ``group``,
         ``category``, ``all`` (concept names; ``A|B`` for alternatives), optional ``window``
-        (tokens, default 8), ``unless`` (concept names that cancel next to the match) and
-        ``unless_far`` (concept names that cancel anywhere within the window)."""
+        (tokens, default 8), ``unless`` (concept names that cancel next to the match),
+        ``unless_far`` (concept names that cancel anywhere within the window) and
+        ``unless_anywhere`` (concept names that cancel anywhere in the text)."""
         self.languages = tuple(sorted(concepts))
         self._stem_langs = tuple(lang for lang in self.languages if lang in SNOWBALL)
         names = sorted({name for per in concepts.values() for name in per})
@@ -249,6 +262,7 @@ class SignModel:
                 first.setdefault(key, []).append(i)
         self._single = {k: frozenset(v) for k, v in single.items()}
         self._cache: dict[frozenset[str], tuple[frozenset[int], tuple[int, ...]]] = {}
+        self._pairs: dict[tuple[frozenset[str], frozenset[str]], tuple[int, ...]] = {}
         self._first = {k: tuple(v) for k, v in first.items()}
         self._signs = tuple(self._compile_sign(s) for s in signs)
 
@@ -314,6 +328,7 @@ class SignModel:
         needs = tuple(ids(n) for n in spec["all"])
         unless = frozenset().union(*(ids(n) for n in spec.get("unless", [])))
         unless_far = frozenset().union(*(ids(n) for n in spec.get("unless_far", [])))
+        anywhere = frozenset().union(*(ids(n) for n in spec.get("unless_anywhere", [])))
         return _Sign(
             group=str(spec["group"]),
             category=str(spec["category"]),
@@ -321,6 +336,7 @@ class SignModel:
             window=int(spec.get("window", 8)),
             unless=unless,
             unless_far=unless_far,
+            unless_anywhere=anywhere,
             ordered=bool(spec.get("ordered", False)),
         )
 
@@ -340,12 +356,14 @@ class SignModel:
             concepts, candidates = self._look_up(token_keys)
             for c in concepts:
                 found.setdefault(c, []).append((i, i))
-            for t in candidates:
+            if not candidates or i + 1 == n:
+                continue  # every phrase has two words at least
+            for t in self._second(token_keys, keys[i + 1], candidates):
                 steps = phrases[t]
                 end = i + len(steps)
                 if end > n:
                     continue
-                j = 1
+                j = 2
                 while j < len(steps) and not keys[i + j].isdisjoint(steps[j]):
                     j += 1
                 if j == len(steps):
@@ -353,6 +371,21 @@ class SignModel:
                     if (i, end - 1) not in spans:
                         spans.append((i, end - 1))
         return found
+
+    def _second(
+        self, first: frozenset[str], second: frozenset[str], candidates: tuple[int, ...]
+    ) -> tuple[int, ...]:
+        """The phrases starting with ``first`` whose second word is ``second`` (cached by word
+        pair: "no me", "my phone" start hundreds of phrases and recur in most messages)."""
+        pair = (first, second)
+        cached = self._pairs.get(pair)
+        if cached is None:
+            steps = self._phrase_steps
+            cached = tuple(t for t in candidates if not second.isdisjoint(steps[t][1]))
+            if len(self._pairs) >= _CACHE_SIZE:
+                self._pairs.clear()  # bounded, like the token cache
+            self._pairs[pair] = cached
+        return cached
 
     def _look_up(self, token_keys: frozenset[str]) -> tuple[frozenset[int], tuple[int, ...]]:
         """Concepts a token is, and phrases it may start (cached: words repeat a lot)."""
@@ -387,14 +420,28 @@ class SignModel:
                 continue
             if any(present.isdisjoint(slot) for slot in sign.needs):
                 continue  # a concept it needs is absent: most signs stop here
+            if not present.isdisjoint(sign.unless_anywhere):
+                continue
             span = _covering_span(sign, found)
             if span is None:
                 continue
             seen.add((sign.group, sign.category))
             start, end, parts = span
             cue = " … ".join(" ".join(tokens[a : b + 1]) for a, b in _disjoint(parts))
-            hits.append(SignHit(sign.group, sign.category, cue))
+            hits.append(SignHit(sign.group, sign.category, cue, tuple(parts)))
         return hits
+
+
+def without(text: str, hits: Sequence[SignHit]) -> str:
+    """The tokens of ``text`` outside every hit's span (first to last word), space-joined: what
+    is left of a message once its idioms are taken out ("me muero de vergüenza" and all)."""
+    tokens = tokenize(text)
+    drop = bytearray(len(tokens))
+    for hit in hits:
+        if hit.parts:
+            lo, hi = hit.parts[0][0], max(b for _, b in hit.parts)
+            drop[lo : hi + 1] = b"\x01" * (min(hi, len(tokens) - 1) - lo + 1)
+    return " ".join(t for t, d in zip(tokens, drop, strict=True) if not d)
 
 
 def _covering_span(

@@ -419,3 +419,93 @@ def test_custom_crisis_queue(custom: Policy) -> None:
 def test_naive_now_rejected(custom: Policy) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         _route(custom, "hello", now=datetime(2025, 3, 4, 10, 0))  # noqa: DTZ001
+
+
+# -- idioms: a figure of speech is not a crisis word, everything else in the message still is --
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "me quiero morir de la vergüenza, le escribí a la doctora equivocada",
+        "this survey is literally suicide, 60 questions",
+        "моя бухгалтер меня убьёт, если я опять потеряю квитанцию",
+        "my landlord is going to kill me if the rent is late again, can I pay friday",
+        "застрелите меня, снова перепутала время приёма",
+        "i'd rather die than queue on the phone again lol, is there an email",
+        "nearly had a heart attack when I saw the invoice, is it right?",
+    ],
+)
+def test_idiom_is_not_a_crisis(policy: Policy, text: str) -> None:
+    d = _route(policy, text)
+    assert not d.crisis, d.reasons
+    assert not d.urgent_medical, d.reasons
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "nearly had a heart attack when I saw the invoice, is it right?",
+        "casi me da un infarto cuando vi la factura, está bien?",
+        "чуть инфаркт не случился, когда увидела счёт за приём",
+    ],
+)
+def test_idiom_words_are_not_health_words(policy: Policy, text: str) -> None:
+    # The rules' keywords ("heart attack", "infarto") read the text without its idioms.
+    assert _route(policy, text).queue == "first_line"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # The idiom is taken out; what is left is still a crisis.
+        "me muero de vergüenza por escribir esto, pero de verdad quiero morir",
+        "this wait is suicide lol. honestly though i want to kill myself",
+        "i'd rather die than live like this any longer",
+    ],
+)
+def test_crisis_next_to_an_idiom_is_kept(policy: Policy, text: str) -> None:
+    assert _route(policy, text).crisis
+
+
+def test_idiom_reason_says_what_was_not_counted(policy: Policy) -> None:
+    d = _route(policy, "este formulario es un suicidio")
+    assert not d.crisis
+    assert any("only inside an idiom" in r for r in d.reasons), d.reasons
+
+
+# -- the front desk: a request about a health item, not a health question ----------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the link to my prescription won't open on my phone",
+        "cuánto cuesta la receta electrónica?",
+        "как скачать направление из приложения?",
+    ],
+)
+def test_request_about_a_health_item_stays_at_the_front_desk(policy: Policy, text: str) -> None:
+    d = _route(policy, text)
+    assert d.queue == "first_line", d.reasons
+    assert any("a request, not a health question" in r for r in d.reasons), d.reasons
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the link to my prescription won't open, and the tablets make me dizzy",
+        "no me llega la receta y me siento peor cada día",
+        "результаты анализов в приложении, ферритин 6 — что это значит?",
+    ],
+)
+def test_a_symptom_or_a_worry_keeps_it_with_the_clinicians(policy: Policy, text: str) -> None:
+    assert _route(policy, text).queue == "second_line"
+
+
+def test_front_desk_never_takes_a_crisis(policy: Policy) -> None:
+    d = _route(
+        policy, "how much is a repeat prescription? i have been saving my pills to take them all"
+    )
+    assert d.crisis
+    assert d.queue == "second_line"

@@ -107,7 +107,7 @@ async def run(db: str, n: int, profile: bool, pg_url: str, concurrency: int) -> 
     print(
         f"{db}: {n} messages, {1000 * cpu / n:.2f} ms CPU/msg, {1000 * wall / n:.2f} ms wall/msg,"
         f" {seen[0] / n:.1f} statements/msg, concurrency {concurrency},"
-        f" {rt.group.units / max(1, rt.group.batches):.1f} messages per commit"
+        f" {_per_commit(rt)} messages per commit"
     )
     if prof:
         stats = pstats.Stats(prof)
@@ -124,6 +124,11 @@ async def run(db: str, n: int, profile: bool, pg_url: str, concurrency: int) -> 
         async with admin.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         await admin.dispose()
+
+
+def _per_commit(rt: Any) -> str:
+    group = getattr(rt, "group", None)  # (absent on trees before group commit)
+    return f"{group.units / max(1, group.batches):.1f}" if group else "1.0"
 
 
 def _package(filename: str) -> str:

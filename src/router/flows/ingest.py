@@ -19,6 +19,7 @@ from router import metrics
 from router.errors import Conflict
 from router.flows.contacts import has_conversation, resolve_contact, without_conversations
 from router.flows.route import after_inbound
+from router.repo.access import hold_lock
 from router.repo.events import conv_event
 from router.runtime import Runtime
 
@@ -141,6 +142,8 @@ async def _resolve_conversation(
         )
         if conv_id is not None:
             conv = await session.get(Conversation, conv_id, with_for_update=True)
+            if conv is not None:
+                hold_lock(session, conv.id)
             if conv is not None and conv.status in ACTIVE_STATUSES:
                 return conv, "thread"
             if conv is not None and conv.status == "resolved" and _within(conv, now, window):
@@ -173,6 +176,8 @@ async def _resolve_conversation(
         # which must not overwrite a concurrent SLA escalation with a stale read.
         .with_for_update()
     )
+    if conv is not None:
+        hold_lock(session, conv.id)  # FOR UPDATE above, on PostgreSQL
     if conv is not None and conv.status != "resolved":
         return conv, "open"
     if conv is not None:

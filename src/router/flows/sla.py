@@ -18,7 +18,7 @@ from router import metrics
 from router.decide import breach, sla
 from router.decide.sla import BusinessCalendar
 from router.flows import assignment
-from router.repo.access import is_postgres
+from router.repo.access import holds_lock, is_postgres
 from router.repo.events import conv_event
 from router.repo.queues import queue_by_name, queue_of
 from router.runtime import Runtime
@@ -66,9 +66,10 @@ async def _rows(session: AsyncSession, rt: Runtime, conv_id: int) -> dict[str, S
     """
     stmt = select(SlaTimer).where(SlaTimer.conversation_id == conv_id).order_by(SlaTimer.id)
     if is_postgres(session):
-        await session.execute(
-            select(Conversation.id).where(Conversation.id == conv_id).with_for_update()
-        )
+        if not holds_lock(session, conv_id):
+            await session.execute(
+                select(Conversation.id).where(Conversation.id == conv_id).with_for_update()
+            )
         # Re-read under the lock: rows loaded earlier in this transaction may be stale.
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
     return {r.kind: r for r in await session.scalars(stmt)}

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, event, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from models import Conversation, Event, Queue
 from router.auth import Principal, can_read_tier
@@ -26,6 +27,28 @@ def locked(session: AsyncSession, stmt: S, **for_update: Any) -> S:
     """`stmt` with FOR UPDATE (and its options, e.g. skip_locked) on PostgreSQL; unchanged
     on SQLite, where the single writer already serialises the unit of work."""
     return stmt.with_for_update(**for_update) if is_postgres(session) else stmt
+
+
+# Conversation rows this transaction has locked FOR UPDATE (session.info key), so a later step
+# of the same unit of work (the SLA timers) does not lock them a second time.
+_LOCKED = "careline.access.locked_conversations"
+
+
+def hold_lock(session: AsyncSession, conv_id: int) -> None:
+    """Record that this transaction holds `conv_id`'s row lock (or inserted the row)."""
+    session.info.setdefault(_LOCKED, set()).add(conv_id)
+
+
+def holds_lock(session: AsyncSession, conv_id: int) -> bool:
+    return conv_id in session.info.get(_LOCKED, ())
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_locks(session: Session, transaction: SessionTransaction) -> None:
+    # A rolled-back savepoint releases the locks taken inside it, so any transaction or
+    # savepoint ending forgets them all: at worst a later step locks again (harmless).
+    if transaction.nested or transaction.parent is None:  # not a flush's subtransaction
+        session.info.pop(_LOCKED, None)
 
 
 async def readable_queue_ids(session: AsyncSession, p: Principal) -> list[int]:

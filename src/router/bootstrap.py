@@ -11,7 +11,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from channels.base import ChannelAdapter, ChannelPlugin
 from models import Queue
-from router.db import Database
+from router.db import Database, is_sqlite
 from router.decide.policy import load_policy
 from router.repo.queues import forget_queues
 from router.runtime import Runtime
@@ -28,7 +28,18 @@ def load_plugins(settings: Settings) -> Sequence[ChannelPlugin]:
 def build_runtime(settings: Settings, plugins: Sequence[ChannelPlugin] | None = None) -> Runtime:
     plugins = load_plugins(settings) if plugins is None else plugins
     policy = load_policy(settings.policy)
-    db = Database(settings.database_url)
+    db = Database(
+        settings.database_url,
+        **(
+            {}
+            if is_sqlite(settings.database_url)
+            else {
+                "pool_size": settings.db_pool_size,
+                "max_overflow": settings.db_max_overflow,
+                "pool_timeout": settings.db_pool_timeout_s,
+            }
+        ),
+    )
     # A channel that is not configured has no adapter: its replies dead-letter.
     channels: dict[str, ChannelAdapter] = {
         p.name: a for p in plugins if (a := p.build(settings, db)) is not None

@@ -257,7 +257,7 @@ def _collect(session: Session, _flush: UOWTransaction) -> None:
 
 
 def _apply(session: Session) -> None:
-    """Before a commit (or a savepoint's release): write the index rows of what is pending,
+    """Before a commit: write the index rows of what is pending,
     read back from the database, so a rolled-back savepoint's rows are simply not found."""
     session.flush()
     p = session.info.pop(_PENDING, None)
@@ -426,8 +426,17 @@ class IndexingSession(Session):
     """The service's session class: each commit indexes what its flushes wrote."""
 
 
+def _apply_at_commit(session: Session) -> None:
+    """Only the transaction's own commit indexes, not each savepoint's release: a group
+    commit's batch then writes its units' index rows in one statement, not one per unit.
+    What a rolled-back savepoint inserted is no longer persistent, and is read back as
+    not found, so nothing of it is indexed."""
+    if not session.in_nested_transaction():
+        _apply(session)
+
+
 event.listen(IndexingSession, "after_flush", _collect)
-event.listen(IndexingSession, "before_commit", _apply)
+event.listen(IndexingSession, "before_commit", _apply_at_commit)
 
 
 async def forget(

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Contact, Message
@@ -65,6 +65,39 @@ async def test_a_failing_unit_fails_alone(rt: Runtime, pg: None) -> None:
     assert [r for j, r in enumerate(results) if j != 5] == [j for j in range(12) if j != 5]
     assert await _names(rt) == [f"c{i:02d}" for i in range(12) if i != 5]
     assert rt.group.batches < 11
+
+
+async def test_a_batch_indexes_once_and_never_a_failed_units_rows(rt: Runtime, pg: None) -> None:
+    inserts: list[str] = []
+
+    def count(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        if statement.startswith("INSERT INTO search_documents"):
+            inserts.append(statement)
+
+    async def unit(s: AsyncSession, i: int) -> int:
+        contact = Contact(name=f"Zoe{i:02d}", attributes={})
+        s.add(contact)
+        await s.flush()
+        if i == 5:
+            raise InvalidInput("bad record")  # after its flush: nothing of it is indexed
+        return contact.id
+
+    event.listen(rt.db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        results = await asyncio.gather(
+            *(rt.group.submit(lambda s, i=i: unit(s, i)) for i in range(12)),
+            return_exceptions=True,
+        )
+    finally:
+        event.remove(rt.db.engine.sync_engine, "before_cursor_execute", count)
+    assert isinstance(results[5], InvalidInput)
+    async with rt.db.session() as s:
+        indexed = set(
+            await s.scalars(text("SELECT contact_id FROM search_documents WHERE kind = 'contact'"))
+        )
+    assert indexed == {r for r in results if isinstance(r, int)}
+    # One INSERT per batch, not one per unit.
+    assert len(inserts) == rt.group.batches < 11
 
 
 async def test_one_senders_units_keep_their_order(rt: Runtime, pg: None) -> None:

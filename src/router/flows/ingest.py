@@ -42,16 +42,19 @@ async def _existing(session: AsyncSession, channel: str, external_id: str) -> Me
 async def ingest(session: AsyncSession, rt: Runtime, msg: InboundMessage) -> IngestResult:
     """Persist one inbound message exactly once.
 
-    The unique `(channel, external_id)` constraint is the arbiter, not the look-up: when a
-    concurrent copy commits first, our savepoint fails and we answer "duplicate". A race on
-    a brand-new contact's identity also fails the savepoint; the retry then finds it.
+    The unique `(channel, external_id)` constraint is the arbiter: a copy already stored (or
+    being stored by a concurrent delivery) fails our savepoint, and the look-up after it
+    answers "duplicate". Nothing is looked up first: a copy is rare, and the look-up was a
+    round trip on every message. A race on a brand-new contact's identity also fails the
+    savepoint; the retry then finds it.
     """
     started = time.perf_counter()
-    for _attempt in range(4):
-        found = await _existing(session, msg.channel, msg.external_id)
-        if found is not None:
-            metrics.INGEST_TOTAL.labels(msg.channel, "duplicate").inc()
-            return IngestResult(found.conversation_id, found.id, duplicate=True)
+    for attempt in range(4):
+        if attempt:
+            found = await _existing(session, msg.channel, msg.external_id)
+            if found is not None:
+                metrics.INGEST_TOTAL.labels(msg.channel, "duplicate").inc()
+                return IngestResult(found.conversation_id, found.id, duplicate=True)
         try:
             async with session.begin_nested():
                 result = await _ingest_new(session, rt, msg)

@@ -19,9 +19,9 @@ from tests.support.factories import app_inbound
 # Per backend: PostgreSQL takes row locks SQLite does not need; both include the search
 # index rows (router.repo.search) written at commit.
 BUDGET = {
-    "new": {"sqlite": 26, "postgresql": 22},
-    "follow_up": {"sqlite": 13, "postgresql": 13},
-    "new_agent_online": {"sqlite": 32, "postgresql": 28},
+    "new": {"sqlite": 25, "postgresql": 21},
+    "follow_up": {"sqlite": 12, "postgresql": 12},
+    "new_agent_online": {"sqlite": 31, "postgresql": 27},
 }
 
 

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 from datetime import datetime
 
-from sqlalchemy import inspect, select, update
+from sqlalchemy import and_, inspect, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Contact, ContactIdentity, Conversation, ErasedIdentity, Event
@@ -43,12 +43,6 @@ def known_identity(session: AsyncSession, kind: str, value: str) -> ContactIdent
     return None
 
 
-async def _identity(session: AsyncSession, kind: str, value: str) -> ContactIdentity | None:
-    return await session.scalar(
-        select(ContactIdentity).where(ContactIdentity.kind == kind, ContactIdentity.value == value)
-    )
-
-
 def identity_hash(key: bytes, kind: str, value: str) -> str:
     """HMAC-SHA256 of one identity under the server's erasure key (`erased_identities`)."""
     return hmac.new(key, f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()
@@ -81,11 +75,24 @@ async def resolve_contact(
     if sender.email and sender.email_verified and kind != "email":
         keys.append(("email", sender.email, True))
 
-    found: dict[tuple[str, str], ContactIdentity] = {}
-    for k, v, _ in keys:
-        ident = await _identity(session, k, v)
-        if ident is not None:
-            found[(k, v)] = ident
+    # One round trip for every key, with each identity's contact (a follow-up's
+    # `_live_contact` then reads it from the identity map).
+    rows = (
+        await session.execute(
+            select(ContactIdentity, Contact)
+            .join(Contact, Contact.id == ContactIdentity.contact_id)
+            .where(
+                or_(
+                    *(
+                        and_(ContactIdentity.kind == k, ContactIdentity.value == v)
+                        for k, v, _ in keys
+                    )
+                )
+            )
+        )
+    ).all()
+    # (`rows` holds the contacts: the identity map's references are weak.)
+    found: dict[tuple[str, str], ContactIdentity] = {(i.kind, i.value): i for i, _c in rows}
 
     contact_ids = sorted({i.contact_id for i in found.values()})
     contacts = [await _live_contact(session, cid) for cid in contact_ids]

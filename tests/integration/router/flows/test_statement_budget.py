@@ -20,7 +20,7 @@ from tests.support.factories import app_inbound
 # index rows (router.repo.search) written at commit.
 BUDGET = {
     "new": {"sqlite": 25, "postgresql": 21},
-    "follow_up": {"sqlite": 12, "postgresql": 12},
+    "follow_up": {"sqlite": 11, "postgresql": 11},
     "new_agent_online": {"sqlite": 31, "postgresql": 27},
 }
 

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from router.repo.search import IndexingSession
+from router.wake import WAKE_KEY
 
 # SQLSTATE classes that mean "the server is not there right now", not "your query is wrong":
 # 08 connection exceptions, 57P operator intervention (admin/crash shutdown, cannot connect
@@ -163,16 +164,6 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
             raise exc.DisconnectionError("connection failed its ping") from e
 
 
-# What a commit can wake: live event streams and web chat sockets, and the outbox worker.
-# (The SLA scheduler sleeps until its next deadline: a timer is never due at once.)
-WAKE_TOPICS = frozenset({"events", "outbox"})
-
-
-def wake_after_commit(session: AsyncSession, *topics: str) -> None:
-    """Once this unit of work commits, wake `topics` here and on every instance."""
-    session.info.setdefault("wake", set()).update(topics)
-
-
 class Database:
     """Owns the engine; hands out units of work and runs hooks after each commit."""
 
@@ -207,7 +198,7 @@ class Database:
         async with self._serial(), self.sessionmaker() as session:
             try:
                 yield session
-                topics = frozenset(session.info.pop("wake", ()))
+                topics = frozenset(session.info.pop(WAKE_KEY, ()))
                 if topics and self.dialect == "postgresql":
                     # Delivered at commit, to every instance's listener (router.workers.listen).
                     await session.execute(

@@ -21,6 +21,7 @@ from router.console import auth
 from router.errors import Forbidden, NotFound
 from router.read import conversations as reads
 from router.repo import access
+from router.repo.events import write_pending
 from router.runtime import Runtime
 
 api_router = APIRouter(prefix="/api/v1", tags=["console"])
@@ -69,6 +70,7 @@ async def conversation_activity(
     breaches, …, with their reasons) and callback requests, oldest first. 404 for a
     conversation the caller may not read, as everywhere."""
     conv = await access.get_conversation(session, p, conversation_id)
+    await write_pending(session)  # this transaction's own events too
     events = await session.scalars(
         select(Event)
         .where(Event.conversation_id == conv.id, Event.tier <= p.max_tier)

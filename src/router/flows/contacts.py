@@ -184,6 +184,7 @@ async def merge_contacts(
     await session.execute(
         update(Conversation).where(Conversation.contact_id == other.id).values(contact_id=keep.id)
     )
+    await events.write_pending(session)  # this transaction's own events move too
     await session.execute(
         update(Event).where(Event.contact_id == other.id).values(contact_id=keep.id)
     )

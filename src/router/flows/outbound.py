@@ -14,13 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import Contact, ContactIdentity, Conversation, Message, OutboxItem, Queue
 from models.messages import IDENTITY_KIND
 from models.vocab import COPY_OF, SENDER, TEXT_CHANNELS
-from router.db import wake_after_commit
 from router.decide import assign, wait
 from router.errors import Conflict
 from router.flows import assignment
 from router.repo.events import conv_event
 from router.repo.queues import queue_of
 from router.runtime import Runtime
+from router.wake import wake_after_commit
 
 log = logging.getLogger(__name__)
 

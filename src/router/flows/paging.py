@@ -16,13 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Agent, Conversation, CrisisWatch, Page
 from models.vocab import ACTIVE_STATUSES as ACTIVE
-from router.db import wake_after_commit
 from router.decide import crisis
 from router.flows import assignment
 from router.repo.access import locked
 from router.repo.events import conv_event
 from router.repo.queues import queue_of
 from router.runtime import Runtime
+from router.wake import wake_after_commit
 
 log = logging.getLogger(__name__)
 

@@ -137,6 +137,7 @@ async def export(session: AsyncSession, contact_id: int) -> dict[str, Any]:
                 "closed_at": _iso(cb.closed_at),
             }
         )
+    await events.write_pending(session)  # this transaction's own events too
     evs = await session.scalars(
         select(Event)
         .where(Event.contact_id.in_(ids) | Event.conversation_id.in_(conv_ids))
@@ -386,6 +387,7 @@ async def _scrub_reasons(session: AsyncSession, ids: list[int], conv_ids: list[i
     await session.execute(
         update(Assignment).where(Assignment.conversation_id.in_(conv_ids)).values(reason=ERASED)
     )
+    await events.write_pending(session)  # this transaction's own events too
     for ev in await session.scalars(
         select(Event).where(Event.contact_id.in_(ids) | Event.conversation_id.in_(conv_ids))
     ):

@@ -19,7 +19,7 @@ from router.decide import breach, sla
 from router.decide.sla import BusinessCalendar
 from router.flows import assignment
 from router.repo.access import holds_lock, is_postgres
-from router.repo.events import conv_event
+from router.repo.events import conv_event, write_pending
 from router.repo.queues import queue_by_name, queue_of
 from router.runtime import Runtime
 
@@ -186,6 +186,7 @@ async def running(
 
 async def outcomes_24h(session: AsyncSession, q: Queue, now: datetime) -> tuple[int, int]:
     since = now - timedelta(hours=24)
+    await write_pending(session)  # this transaction's own events too
     breached = (
         await session.scalar(
             select(func.count())

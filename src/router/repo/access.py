@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from models import Conversation, Event, Queue
 from router.auth import Principal, can_read_tier
 from router.errors import ConversationMoved, ConversationNotFound, Forbidden, NotFound
+from router.repo.events import write_pending
 from router.repo.queues import queue_of
 
 S = TypeVar("S", bound=Select[Any])
@@ -83,6 +84,7 @@ async def _raise_if_moved_from(session: AsyncSession, p: Principal, conv_id: int
     told by a `conversation.moved` event; anyone else still gets a 404 that reveals nothing."""
     if p.agent_id is None:
         return
+    await write_pending(session)  # this transaction's own events too
     moved = await session.scalars(
         select(Event)
         .where(Event.conversation_id == conv_id, Event.type == "conversation.moved")

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
 from models import Conversation, Event, Queue
-from router.db import wake_after_commit
 from router.repo.queues import queue_of
+from router.wake import wake_after_commit
 
 # Events of this unit of work whose tier follows a conversation's (session.info key):
 # conversation events with no explicit tier, and contact events.
 _FOLLOWING = "careline.events.following"
+# Events recorded and not yet written (session.info keys), and where each open savepoint
+# began in that list: a savepoint that rolls back drops what was recorded inside it.
+_UNWRITTEN = "careline.events.unwritten"
+_MARKS = "careline.events.marks"
+_COLUMNS = ("type", "conversation_id", "contact_id", "agent_id", "queue", "tier", "data")
 
 
 async def record(
@@ -56,12 +62,72 @@ async def record(
         tier=tier,
         data=data or {},
     )
-    # No flush: events are inserted together with the next flush or the commit.
-    session.add(ev)
+    # Written at the transaction's commit, all of them in one statement (`_write_at_commit`):
+    # an ingest records three or four, and a group commit's batch many more.
+    _unwritten(session.sync_session).append(ev)
     if following:
         follow(session, ev)
     wake_after_commit(session, "events")  # streams here and on other instances
     return ev
+
+
+def _unwritten(session: Session) -> list[Event]:
+    found: list[Event] | None = session.info.get(_UNWRITTEN)
+    if found is None:
+        found = session.info[_UNWRITTEN] = []
+    return found
+
+
+def _write(session: Session) -> None:
+    """Insert the recorded events, in the order they were recorded (their ids, the stream's
+    cursor, follow that order)."""
+    pending: list[Event] | None = session.info.get(_UNWRITTEN)
+    if not pending:
+        return
+    rows = [{c: getattr(ev, c) for c in _COLUMNS} for ev in pending]
+    pending.clear()
+    session.connection().execute(insert(Event), rows)
+
+
+async def write_pending(session: AsyncSession) -> None:
+    """Write this transaction's recorded events now: before a statement that reads or
+    updates `events` (an export, a merge, a count), so it sees them."""
+    if session.sync_session.info.get(_UNWRITTEN):
+        await session.run_sync(_write)
+
+
+@event.listens_for(Session, "before_commit")
+def _write_at_commit(session: Session) -> None:
+    if not session.in_nested_transaction():  # a savepoint's release is not the commit
+        _write(session)
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _mark(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.nested:
+        marks: dict[SessionTransaction, int] = session.info.setdefault(_MARKS, {})
+        marks[transaction] = len(session.info.get(_UNWRITTEN) or ())
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_rolled_back(session: Session, previous: SessionTransaction) -> None:
+    pending: list[Event] | None = session.info.get(_UNWRITTEN)
+    if previous.nested:
+        mark = session.info.get(_MARKS, {}).pop(previous, None)
+        if pending and mark is not None:
+            del pending[mark:]
+    elif previous.parent is None:
+        if pending:
+            pending.clear()
+        session.info.pop(_MARKS, None)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_marks(session: Session, transaction: SessionTransaction) -> None:
+    # A released savepoint's mark stays until then: the end of a savepoint comes before
+    # its rollback event, so the mark cannot be dropped at its own end.
+    if transaction.parent is None:
+        session.info.pop(_MARKS, None)
 
 
 async def contact_tier(session: AsyncSession, contact_id: int) -> int:
@@ -128,6 +194,7 @@ async def conv_event(
 async def crisis_flagged(session: AsyncSession, conversation_id: int) -> bool:
     """Whether the supervisor's crisis alert (`crisis.detected`) already fired for this
     conversation: it fires once, however many crisis messages or manual tags follow."""
+    await write_pending(session)
     n = await session.scalar(
         select(func.count())
         .select_from(Event)

@@ -16,8 +16,9 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 
-from router.db import CONNECT_TIMEOUT_S, WAKE_TOPICS
+from router.db import CONNECT_TIMEOUT_S
 from router.runtime import Runtime
+from router.wake import WAKE_TOPICS
 
 log = logging.getLogger(__name__)
 CHANNEL = "careline"

@@ -23,10 +23,11 @@ from channels.base import ChannelAdapter, DeliveryError
 from models import Attachment, ContactIdentity, Conversation, Message, OutboxItem
 from models.messages import IDENTITY_KIND, AttachmentRef, DeliveryResult, OutboundMessage
 from router import metrics
-from router.db import log_job_failure, wake_after_commit
+from router.db import log_job_failure
 from router.repo.access import locked
 from router.repo.events import conv_event
 from router.runtime import Runtime
+from router.wake import wake_after_commit
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Contact, Message
+from models import Contact, Event, Message
 from router.api import create_app
 from router.db import Database
 from router.errors import InvalidInput
+from router.repo import events
 from router.runtime import Runtime
 from tests.conftest import ADMIN, auth, make_agent
 
@@ -68,16 +69,21 @@ async def test_a_failing_unit_fails_alone(rt: Runtime, pg: None) -> None:
 
 
 async def test_a_batch_indexes_once_and_never_a_failed_units_rows(rt: Runtime, pg: None) -> None:
+    """Its search rows and its events: one INSERT each per batch, none of a failed unit."""
     inserts: list[str] = []
+    event_inserts: list[str] = []
 
     def count(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
         if statement.startswith("INSERT INTO search_documents"):
             inserts.append(statement)
+        if statement.startswith("INSERT INTO events"):
+            event_inserts.append(statement)
 
     async def unit(s: AsyncSession, i: int) -> int:
         contact = Contact(name=f"Zoe{i:02d}", attributes={})
         s.add(contact)
         await s.flush()
+        await events.record(s, "contact.created", contact_id=contact.id, tier=1)
         if i == 5:
             raise InvalidInput("bad record")  # after its flush: nothing of it is indexed
         return contact.id
@@ -95,9 +101,10 @@ async def test_a_batch_indexes_once_and_never_a_failed_units_rows(rt: Runtime, p
         indexed = set(
             await s.scalars(text("SELECT contact_id FROM search_documents WHERE kind = 'contact'"))
         )
-    assert indexed == {r for r in results if isinstance(r, int)}
+        recorded = set(await s.scalars(select(Event.contact_id)))
+    assert indexed == recorded == {r for r in results if isinstance(r, int)}
     # One INSERT per batch, not one per unit.
-    assert len(inserts) == rt.group.batches < 11
+    assert len(inserts) == len(event_inserts) == rt.group.batches < 11
 
 
 async def test_one_senders_units_keep_their_order(rt: Runtime, pg: None) -> None:

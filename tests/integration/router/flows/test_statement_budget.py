@@ -19,9 +19,9 @@ from tests.support.factories import app_inbound
 # Per backend: PostgreSQL takes row locks SQLite does not need; both include the search
 # index rows (router.repo.search) written at commit.
 BUDGET = {
-    "new": {"sqlite": 25, "postgresql": 21},
+    "new": {"sqlite": 21, "postgresql": 18},
     "follow_up": {"sqlite": 11, "postgresql": 11},
-    "new_agent_online": {"sqlite": 31, "postgresql": 27},
+    "new_agent_online": {"sqlite": 26, "postgresql": 23},
 }
 
 

@@ -16,6 +16,8 @@ import pstats
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -27,6 +29,7 @@ from models import Base
 from router.api import create_app
 from router.bootstrap import build_runtime, sync_queues
 from router.db import Database
+from router.runtime import Runtime
 from router.settings import Settings
 
 TEXTS = [
@@ -38,10 +41,13 @@ TEXTS = [
 TOKEN = "profile-admin-token-0123456789"
 
 
-async def run(db: str, n: int, profile: bool, pg_url: str, concurrency: int) -> None:
+@asynccontextmanager
+async def ingest_app(db: str, pg_url: str) -> AsyncIterator[tuple[Runtime, Any]]:
+    """A runtime (no workers, no rate limits) and its ASGI app on a fresh PostgreSQL schema or
+    SQLite file, dropped afterwards. Also used by bench/statements.py."""
     schema = f"p_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(pg_url)
     if db == "postgresql":
-        admin = create_async_engine(pg_url)
         async with admin.begin() as conn:
             await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         url = pg_url
@@ -61,11 +67,27 @@ async def run(db: str, n: int, profile: bool, pg_url: str, concurrency: int) -> 
         rt = dataclasses.replace(
             rt, db=Database(url, connect_args={"server_settings": {"search_path": schema}})
         )
-    async with rt.db.engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
-    await sync_queues(rt)
-    app = create_app(runtime=rt)
-    app.state.runtime = rt
+    try:
+        async with rt.db.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+        await sync_queues(rt)
+        app = create_app(runtime=rt)
+        app.state.runtime = rt
+        yield rt, app
+    finally:
+        await rt.db.dispose()
+        if db == "postgresql":
+            async with admin.begin() as conn:
+                await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        await admin.dispose()
+
+
+async def run(db: str, n: int, profile: bool, pg_url: str, concurrency: int) -> None:
+    async with ingest_app(db, pg_url) as (rt, app):
+        await _measure(rt, app, db, n, profile, concurrency)
+
+
+async def _measure(rt: Runtime, app: Any, db: str, n: int, profile: bool, concurrency: int) -> None:
     seen: list[int] = [0]
 
     def count(*_a: Any) -> None:
@@ -119,11 +141,6 @@ async def run(db: str, n: int, profile: bool, pg_url: str, concurrency: int) -> 
         for name, t in sorted(by_package.items(), key=lambda kv: -kv[1])[:20]:
             print(f"  {100 * t / total:5.1f} %  {name}")
         stats.sort_stats("tottime").print_stats(30)
-    await rt.db.dispose()
-    if db == "postgresql":
-        async with admin.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        await admin.dispose()
 
 
 def _per_commit(rt: Any) -> str:

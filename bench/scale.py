@@ -1,7 +1,8 @@
 """The published scale benchmark: one command, every figure, against a real PostgreSQL.
 
-Phases, each on a fresh database on the same box, the load always from a separate process
-(bench/loadgen.py) over loopback:
+First the SQL statements one app message costs (bench/statements.py, counted in process).
+Then phases, each on a fresh database on the same box, the load always from a separate
+process (bench/loadgen.py) over loopback:
 1. Baseline: bench/baseline.py (one uvicorn process, one asyncpg INSERT per request),
    closed loop at `--concurrency`: the most a minimal Python service does here.
 2. Careline, 1 instance then 2 instances (`careline serve`, PostgreSQL, rate limits off,
@@ -12,7 +13,8 @@ Phases, each on a fresh database on the same box, the load always from a separat
       each message's scheduled send time (no coordinated omission), p50/p99.
 3. SLA fire lateness with `--sla-n` open conversations (bench/sla_scheduler.py --json).
 
-It prints hardware, versions, a table of the figures with each target marked met or missed,
+It prints hardware, versions, a table of the figures with each target marked met or missed
+(issue 15's: ≥ 25 % of the baseline, ≤ 2 ms of server CPU per mixed message, p99 ≤ 50 ms),
 and writes the same as JSON to bench/results/scale-<timestamp>.json.
 
     python bench/scale.py            # the published run (about 15 minutes)
@@ -52,7 +54,8 @@ PY = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 VERSIONED = ("careline", "fastapi", "starlette", "uvicorn", "sqlalchemy", "asyncpg", "pydantic")
 CLIENT_VERSIONED = ("aiohttp", "uvloop")
-TARGET_RATIO = 0.5
+TARGET_RATIO = 0.25  # issue 15's target; the goal beyond it is 50 %
+TARGET_CPU_MS = 2.0  # server CPU per mixed message
 TARGET_P99_MS = 50.0
 TARGET_SLA_P99_MS = 1000.0
 AHEAD = 1.05  # "measurably ahead": at least 5 % more
@@ -393,6 +396,19 @@ class Bench:
         finally:
             self.pg.drop(db)
 
+    def statements(self) -> dict[str, int]:
+        """Counted in process on a schema of its own (bench/statements.py)."""
+        proc = subprocess.run(
+            [PY, str(BENCH / "statements.py"), "--json", "--pg-url", self.pg.sa_url("postgres")],
+            env=self.base_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        counts: dict[str, int] = json.loads(proc.stdout.strip().splitlines()[-1])
+        return counts
+
     def careline(self, instances: int) -> dict[str, Any]:
         db = self.pg.create(f"{instances}x")
         env = self.careline_env(db)
@@ -581,6 +597,17 @@ def evaluate(r: dict[str, Any]) -> list[dict[str, Any]]:
             if cores <= 2:
                 row["verdict"] += f" ({cores} cores shared with PostgreSQL and the client)"
         rows.append(row)
+        cores = closed.get("cpu", {}).get("servers_cores")
+        if n == 1 and cores and closed["rate"]:
+            per = 1000 * cores / closed["rate"]
+            rows.append(
+                {
+                    "figure": "Careline, 1 instance: server CPU per mixed message (closed loop)",
+                    "value": f"{per:.1f} ms ({cores:.2f} cores at {closed['rate']:,.0f} msg/s)",
+                    "target": f"≤ {TARGET_CPU_MS:.0f} ms",
+                    "verdict": verdict(per <= TARGET_CPU_MS, closed["errors"]),
+                }
+            )
         half = x["half_load"]
         if half is not None:
             lat = half["latency_ms"]
@@ -595,6 +622,17 @@ def evaluate(r: dict[str, Any]) -> list[dict[str, Any]]:
                     ),
                 }
             )
+    st = r.get("statements")
+    if st:
+        rows.append(
+            {
+                "figure": "SQL statements per app message, PostgreSQL (bench/statements.py)",
+                "value": f"new conversation {st['new']}, follow-up {st['follow_up']}, "
+                f"new with an agent online {st['new_agent_online']}",
+                "target": "held by tests/…/test_statement_budget.py",
+                "verdict": "",
+            }
+        )
     sla = r.get("sla")
     if sla is not None:
         late = sla["lateness_ms"]
@@ -732,6 +770,8 @@ def main() -> int:
     progress = bench.progress
     try:
         bench.stubs()
+        progress("statements per message")
+        result["statements"] = bench.statements()
         progress("baseline")
         result["baseline"] = bench.baseline()
         result["careline"] = []

@@ -1,0 +1,85 @@
+"""SQL statements one inbound app message costs, counted on the connection (not timed): a new
+conversation, a follow-up, and a new conversation with an agent online. `bench/scale.py`
+prints these; `tests/integration/router/flows/test_statement_budget.py` holds the budget.
+
+    python bench/statements.py                 # PostgreSQL, a table
+    python bench/statements.py --db sqlite --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import event
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from profile_ingest import TOKEN, ingest_app  # noqa: E402
+
+from models.schemas import AgentCreate  # noqa: E402
+from router.flows import agents  # noqa: E402
+
+# Transaction control is not work the message asks for (and BEGIN/COMMIT are per batch).
+_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
+
+
+async def count(db: str, pg_url: str) -> dict[str, int]:
+    async with ingest_app(db, pg_url) as (rt, app):
+        seen: list[str] = []
+
+        def on_execute(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+            if statement.split(None, 1)[0].upper() not in _CONTROL:
+                seen.append(statement)
+
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
+
+            async def send(user: str, msg: str, text: str) -> int:
+                seen.clear()
+                r = await client.post(
+                    "/api/v1/inbound",
+                    json={
+                        "contact": {"external_id": user},
+                        "message": {"external_id": msg, "text": text},
+                    },
+                    headers=headers,
+                )
+                r.raise_for_status()
+                return len(seen)
+
+            event.listen(rt.db.engine.sync_engine, "before_cursor_execute", on_execute)
+            await send("warm-up", "w1", "hola")  # caches (queues) warm, as in service
+            new = await send("u1", "m1", "quiero cambiar mi cita del jueves")
+            follow_up = await send("u1", "m2", "y otra cosa, la factura")
+            async with rt.db.session() as session:
+                agent, _token = await agents.create(
+                    session, AgentCreate(name="Ana", role="agent_l1", languages=["es"], capacity=5)
+                )
+                agent.presence = "online"
+            online = await send("u2", "m3", "necesito una cita")
+    return {"new": new, "follow_up": follow_up, "new_agent_online": online}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--db", choices=("postgresql", "sqlite"), default="postgresql")
+    p.add_argument("--pg-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args()
+    counts = asyncio.run(count(a.db, a.pg_url))
+    if a.json:
+        print(json.dumps(counts))
+    else:
+        for case, n in counts.items():
+            print(f"{case}: {n} statements")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,6 +69,9 @@ class EmailChannel:
         self.db = db
         self.store = store
         self.clock = clock
+        # The EHLO name, looked up once: aiosmtplib otherwise resolves socket.getfqdn() in a
+        # thread for every mail sent.
+        self._ehlo_name: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Any, db: Database) -> EmailChannel | None:
@@ -189,6 +193,8 @@ class EmailChannel:
 
     async def submit(self, mail: Any, to: str, *, sender: str | None = None) -> None:
         cfg = self.smtp
+        if self._ehlo_name is None:
+            self._ehlo_name = await asyncio.to_thread(socket.getfqdn)
         try:
             await aiosmtplib.send(
                 mail,
@@ -196,6 +202,7 @@ class EmailChannel:
                 recipients=[to],
                 hostname=cfg.hostname,
                 port=cfg.port,
+                local_hostname=self._ehlo_name,
                 username=cfg.username,
                 password=cfg.password,
                 use_tls=cfg.use_tls,

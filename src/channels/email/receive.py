@@ -30,6 +30,7 @@ from channels.email.auth import UNVERIFIED, sender_authenticated
 from channels.email.normalise import attachment_ref, to_inbound
 from channels.email.parse import ParsedEmail, parse_email, valid_address
 from models import Contact, ContactIdentity, Conversation, Message
+from models.messages import AttachmentRef
 from models.vocab import SENDER
 from router.files import AttachmentStore
 from router.flows.ingest import ingest
@@ -58,11 +59,39 @@ def own_addresses(rt: Runtime) -> frozenset[str]:
     return frozenset({addr}) if addr else frozenset()
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A parsed human mail with its files stored: what `store_mail` writes."""
+
+    parsed: ParsedEmail
+    external_id: str
+    reused: bool
+    raw_ref: str | None
+    attachments: tuple[AttachmentRef, ...]
+
+    @property
+    def key(self) -> str:
+        """One sender's mails keep their order in a group commit."""
+        return f"email:{self.parsed.from_addr}"
+
+
 async def receive(
     session: AsyncSession, rt: Runtime, raw: bytes, *, store: AttachmentStore
 ) -> Outcome:
     """Parse, classify, store attachments by reference, thread, ingest. `EmailRejected`
     (422) for mail nobody can answer; everything else is stored or deliberately ignored."""
+    ready = await prepare(session, rt, raw, store=store)
+    if isinstance(ready, Outcome):
+        return ready
+    return await store_mail(session, rt, ready)
+
+
+async def prepare(
+    session: AsyncSession, rt: Runtime, raw: bytes, *, store: AttachmentStore
+) -> Prepared | Outcome:
+    """Everything before the message's own writes: parse; machine mail handled here (its
+    Outcome); the de-dup key; the raw mail and attachments stored on disk (not for a
+    redelivery), so the writes that follow hold no transaction open across file I/O."""
     parsed = parse_email(raw, own_addresses=own_addresses(rt))
     if parsed.auto is not None:
         outcome = await _machine_mail(session, rt, parsed)
@@ -76,19 +105,23 @@ async def receive(
     refs: list[str] = []
     if existing is None:  # a redelivery stores nothing again (ingest answers "duplicate")
         refs = await store.aput_many([raw, *(p.data for p in parsed.attachments)])
-    raw_ref = refs[0] if refs else None
     atts = tuple(attachment_ref(p, r) for p, r in zip(parsed.attachments, refs[1:], strict=False))
+    return Prepared(parsed, external_id, reused, refs[0] if refs else None, atts)
 
+
+async def store_mail(session: AsyncSession, rt: Runtime, ready: Prepared) -> Outcome:
+    """Thread and ingest a prepared mail, in `session` (the webhook's group commit)."""
+    parsed = ready.parsed
     verdict = sender_authenticated(rt.settings, parsed.auth_results, parsed.from_addr)
     msg = to_inbound(
         parsed,
         received_at=rt.now(),
         thread_refs=await thread_refs(session, parsed, authentic=verdict.authenticated),
-        attachments=atts,
-        raw_ref=raw_ref,
+        attachments=ready.attachments,
+        raw_ref=ready.raw_ref,
         verdict=verdict,
-        external_id=external_id,
-        message_id_reused=reused,
+        external_id=ready.external_id,
+        message_id_reused=ready.reused,
     )
     res = await ingest(session, rt, msg)
     log.info(
@@ -97,7 +130,7 @@ async def receive(
             "channel": "email",
             "conversation_id": res.conversation_id,
             "duplicate": res.duplicate,
-            "attachments": len(atts),
+            "attachments": len(ready.attachments),
         },
     )
     return Outcome(

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
-from channels.email.receive import receive
+from channels.email.receive import Outcome, prepare, store_mail
 from channels.signing import inbound_key, verify_request
 from router.api.deps import RuntimeDep, SessionDep
 from router.errors import InvalidInput, NotFound, RouterError
@@ -64,7 +64,15 @@ SignedBody = Annotated[bytes, Depends(signed_body)]
 async def email_webhook(body: SignedBody, rt: RuntimeDep, session: SessionDep) -> EmailAck:
     """One raw message (`message/rfc822`) signed with `X-Careline-Signature`.
     404 when WEBHOOK_SECRET is unset, 401 bad signature, 413 too large, 422 unusable mail."""
-    outcome = await receive(session, rt, body, store=AttachmentStore.from_settings(rt.settings))
+    ready = await prepare(session, rt, body, store=AttachmentStore.from_settings(rt.settings))
+    if isinstance(ready, Outcome):
+        outcome = ready  # machine mail, recorded (or dropped) in the request's unit of work
+    else:
+        # Group commit, like the other inbound paths: the files are already on disk, so the
+        # shared transaction never waits on file I/O.
+        outcome = await rt.group.run(
+            session, lambda s: store_mail(s, rt, ready), key=ready.key, isolated=True
+        )
     return EmailAck(
         status=outcome.status,
         reason=outcome.reason,

@@ -68,6 +68,8 @@ class Claimed:
     message_id: int
     conversation_id: int
     channel: str
+    # What to send, read in the claim's transaction (None: the message no longer exists).
+    out: OutboundMessage | None = None
 
 
 class OutboxWorker:
@@ -98,6 +100,9 @@ class OutboxWorker:
             )
             stmt = locked(session, stmt, skip_locked=True)
             items = list(await session.scalars(stmt))
+            # The messages to send, read here for the whole batch (two statements), not in a
+            # unit of work per delivery.
+            outs = await _outbound(session, [i.message_id for i in items])
             claimed = []
             for item in items:
                 item.status = "sending"
@@ -105,7 +110,12 @@ class OutboxWorker:
                 item.next_attempt_at = now + lease
                 claimed.append(
                     Claimed(
-                        item.id, item.attempts, item.message_id, item.conversation_id, item.channel
+                        item.id,
+                        item.attempts,
+                        item.message_id,
+                        item.conversation_id,
+                        item.channel,
+                        outs.get(item.message_id),
                     )
                 )
         return claimed
@@ -150,31 +160,8 @@ class OutboxWorker:
         except Exception as exc:  # e.g. the database went away while recording
             log_job_failure(log, "outbox delivery", exc)
 
-    async def _load(self, c: Claimed) -> OutboundMessage | None:
-        async with self.rt.db.session() as session:
-            msg = await session.get(Message, c.message_id)
-            if msg is None:
-                return None
-            atts = list(
-                await session.scalars(select(Attachment).where(Attachment.message_id == msg.id))
-            )
-            meta = msg.channel_meta or {}
-            return OutboundMessage(
-                channel=msg.channel,
-                message_id=msg.id,
-                conversation_id=msg.conversation_id,
-                recipient=str(meta.get("recipient", "")),
-                text=msg.text,
-                kind="reply" if msg.kind == "text" else msg.kind,
-                attachments=tuple(
-                    AttachmentRef(kind=a.kind, url=a.url, mime=a.mime, size=a.size, name=a.name)
-                    for a in atts
-                ),
-                meta={k: v for k, v in meta.items() if k != "recipient"},
-            )
-
     async def _deliver(self, c: Claimed) -> None:
-        out = await self._load(c)
+        out = c.out
         adapter = self.rt.channels.get(c.channel)
         result: DeliveryResult | None = None
         error: DeliveryError | None = None
@@ -189,79 +176,91 @@ class OutboxWorker:
     async def _record(
         self, c: Claimed, result: DeliveryResult | None, error: DeliveryError | None
     ) -> None:
+        # Outcomes that arrive together share a transaction (router.group), as inbound
+        # deliveries do: each acknowledgement sent used to pay a unit of work of its own.
+        await self.rt.group.submit(
+            lambda session: self._record_in(session, c, result, error), key=f"outbox:{c.id}"
+        )
+
+    async def _record_in(
+        self,
+        session: AsyncSession,
+        c: Claimed,
+        result: DeliveryResult | None,
+        error: DeliveryError | None,
+    ) -> None:
         rt = self.rt
         now = rt.now()
-        async with rt.db.session() as session:
-            item = await session.scalar(
-                select(OutboxItem).where(
-                    OutboxItem.id == c.id,
-                    OutboxItem.status == "sending",
-                    OutboxItem.attempts == c.attempts,
-                )
+        item = await session.scalar(
+            select(OutboxItem).where(
+                OutboxItem.id == c.id,
+                OutboxItem.status == "sending",
+                OutboxItem.attempts == c.attempts,
             )
-            if item is None:
-                log.warning("outbox claim lost before recording", extra={"outbox_id": c.id})
-                return
-            msg = await session.get(Message, c.message_id)
-            conv = await session.get(Conversation, c.conversation_id)
-            if result is not None:
-                item.status = "delivered"
-                item.delivered_at = now
-                item.last_error = None
-                if msg is not None:
-                    msg.delivery_status = result.status
-                    msg.sent_at = now
-                    if result.external_id and msg.external_id is None:
-                        msg.external_id = result.external_id
-                    if result.meta:
-                        msg.channel_meta = {**(msg.channel_meta or {}), **result.meta}
-                metrics.OUTBOX_RESULTS.labels(c.channel, "delivered").inc()
-                event, data = (
-                    "message.delivered",
-                    {"message_id": c.message_id, "channel": c.channel},
+        )
+        if item is None:
+            log.warning("outbox claim lost before recording", extra={"outbox_id": c.id})
+            return
+        msg = await session.get(Message, c.message_id)
+        conv = await session.get(Conversation, c.conversation_id)
+        if result is not None:
+            item.status = "delivered"
+            item.delivered_at = now
+            item.last_error = None
+            if msg is not None:
+                msg.delivery_status = result.status
+                msg.sent_at = now
+                if result.external_id and msg.external_id is None:
+                    msg.external_id = result.external_id
+                if result.meta:
+                    msg.channel_meta = {**(msg.channel_meta or {}), **result.meta}
+            metrics.OUTBOX_RESULTS.labels(c.channel, "delivered").inc()
+            event, data = (
+                "message.delivered",
+                {"message_id": c.message_id, "channel": c.channel},
+            )
+        else:
+            assert error is not None
+            item.last_error = error.reason[:1000]
+            if error.retryable and c.attempts < rt.settings.outbox_max_attempts:
+                delay = backoff_delay(
+                    c.attempts,
+                    base=rt.settings.outbox_backoff_base_s,
+                    cap=rt.settings.outbox_backoff_max_s,
                 )
+                if error.retry_after is not None:
+                    delay = max(delay, error.retry_after)
+                item.status = "pending"
+                item.next_attempt_at = now + timedelta(seconds=delay)
+                metrics.OUTBOX_RESULTS.labels(c.channel, "retry").inc()
+                event = "message.retrying"
+                data = {
+                    "message_id": c.message_id,
+                    "channel": c.channel,
+                    "attempt": c.attempts,
+                    "retry_in_s": round(delay, 1),
+                    "error": error.reason,
+                }
             else:
-                assert error is not None
-                item.last_error = error.reason[:1000]
-                if error.retryable and c.attempts < rt.settings.outbox_max_attempts:
-                    delay = backoff_delay(
-                        c.attempts,
-                        base=rt.settings.outbox_backoff_base_s,
-                        cap=rt.settings.outbox_backoff_max_s,
-                    )
-                    if error.retry_after is not None:
-                        delay = max(delay, error.retry_after)
-                    item.status = "pending"
-                    item.next_attempt_at = now + timedelta(seconds=delay)
-                    metrics.OUTBOX_RESULTS.labels(c.channel, "retry").inc()
-                    event = "message.retrying"
-                    data = {
-                        "message_id": c.message_id,
-                        "channel": c.channel,
-                        "attempt": c.attempts,
-                        "retry_in_s": round(delay, 1),
-                        "error": error.reason,
-                    }
-                else:
-                    item.status = "dead"
-                    if msg is not None:
-                        msg.delivery_status = "failed"
-                    if error.unreachable and msg is not None and conv is not None:
-                        await _mark_unreachable(session, conv.contact_id, msg)
-                    metrics.OUTBOX_RESULTS.labels(c.channel, "dead").inc()
-                    log.warning(
-                        "outbound message dead-lettered",
-                        extra={"outbox_id": c.id, "channel": c.channel, "attempts": c.attempts},
-                    )
-                    event = "message.failed"
-                    data = {
-                        "message_id": c.message_id,
-                        "channel": c.channel,
-                        "attempts": c.attempts,
-                        "error": error.reason,
-                    }
-            if conv is not None:
-                await conv_event(session, event, conv, data=data)
+                item.status = "dead"
+                if msg is not None:
+                    msg.delivery_status = "failed"
+                if error.unreachable and msg is not None and conv is not None:
+                    await _mark_unreachable(session, conv.contact_id, msg)
+                metrics.OUTBOX_RESULTS.labels(c.channel, "dead").inc()
+                log.warning(
+                    "outbound message dead-lettered",
+                    extra={"outbox_id": c.id, "channel": c.channel, "attempts": c.attempts},
+                )
+                event = "message.failed"
+                data = {
+                    "message_id": c.message_id,
+                    "channel": c.channel,
+                    "attempts": c.attempts,
+                    "error": error.reason,
+                }
+        if conv is not None:
+            await conv_event(session, event, conv, data=data)
 
     async def backlog(self) -> int:
         async with self.rt.db.session() as session:
@@ -283,6 +282,36 @@ async def retry_dead(rt: Runtime, outbox_id: int) -> bool:
         )
         wake_after_commit(session, "outbox")
         return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def _outbound(session: AsyncSession, message_ids: list[int]) -> dict[int, OutboundMessage]:
+    """What each message sends (its recipient, text, attachments), by message id."""
+    if not message_ids:
+        return {}
+    msgs = list(await session.scalars(select(Message).where(Message.id.in_(message_ids))))
+    atts: dict[int, list[Attachment]] = {}
+    if msgs:
+        for a in await session.scalars(
+            select(Attachment).where(Attachment.message_id.in_(message_ids)).order_by(Attachment.id)
+        ):
+            atts.setdefault(a.message_id, []).append(a)
+    found: dict[int, OutboundMessage] = {}
+    for msg in msgs:
+        meta = msg.channel_meta or {}
+        found[msg.id] = OutboundMessage(
+            channel=msg.channel,
+            message_id=msg.id,
+            conversation_id=msg.conversation_id,
+            recipient=str(meta.get("recipient", "")),
+            text=msg.text,
+            kind="reply" if msg.kind == "text" else msg.kind,
+            attachments=tuple(
+                AttachmentRef(kind=a.kind, url=a.url, mime=a.mime, size=a.size, name=a.name)
+                for a in atts.get(msg.id, ())
+            ),
+            meta={k: v for k, v in meta.items() if k != "recipient"},
+        )
+    return found
 
 
 async def _mark_unreachable(session: AsyncSession, contact_id: int, msg: Message) -> None:

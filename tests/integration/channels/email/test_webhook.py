@@ -3,6 +3,7 @@ machine mail, and the acknowledgement going out over real SMTP with threading he
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -322,3 +323,25 @@ async def test_a_forged_bounce_never_marks_the_patient_unreachable(
         assert ident is not None
         assert not ident.unreachable
         assert "message.bounced" not in set(await s.scalars(select(Event.type)))
+
+
+async def test_concurrent_mails_share_commits_each_stored_once(
+    email_rt: Runtime, email_client: httpx.AsyncClient, backend: str
+) -> None:
+    """The webhook writes through group commit (PostgreSQL): concurrent mails, a redelivery
+    of each among them, are each stored once with their raw mail on disk."""
+    raws = [
+        mail(sender=f"Paciente {i} <p{i}@correo.example>", message_id=f"<g{i}@correo.example>")
+        for i in range(12)
+    ]
+    answers = await asyncio.gather(*(post_mail(email_client, r) for r in raws + raws))
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    stored = [m for m in await messages(email_rt) if m.direction == "in"]
+    assert sorted(m.external_id or "" for m in stored) == sorted(
+        f"g{i}@correo.example" for i in range(12)
+    )
+    assert all((m.channel_meta or {}).get("raw_ref") for m in stored)
+    by_id = {a.json()["message_id"] for a in answers}
+    assert by_id == {m.id for m in stored}  # a copy's answer names the stored message
+    if backend == "postgresql":
+        assert email_rt.group.batches < email_rt.group.units

@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "router.metrics",
         "router.files",
         "router.bus",
+        "router.wake",
         "router.migrate",
         "channels.base",
     ),

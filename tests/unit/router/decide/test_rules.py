@@ -509,3 +509,122 @@ def test_front_desk_never_takes_a_crisis(policy: Policy) -> None:
     )
     assert d.crisis
     assert d.queue == "second_line"
+
+
+# -- blind set 5: warning signs modelled as concepts (paraphrases written for these tests) -----
+
+
+@pytest.mark.parametrize(
+    ("category", "text"),
+    [
+        ("overdose", "22 таблетки трамадола и бутылка водки час назад"),
+        ("plan_means", "been reading about how to do it painlessly and ive got what i need"),
+        ("plan_means", "im standing on the other side of the railing on the bridge"),
+        ("plan_means", "estoy al otro lado de la barandilla del puente"),
+        ("plan_means", "the bath is running and the razor is on the edge of the tub"),
+        ("plan_means", "набрала ванну, лезвие рядом"),
+        ("plan_means", "я решила, что это будет в воскресенье"),
+        ("self_harm", "прижгла руку горячей ложкой, я это заслужила"),
+        ("burden_hopelessness", "i wish i hadnt survived the accident"),
+        ("burden_hopelessness", "ojala no hubiera sobrevivido al accidente"),
+        ("burden_hopelessness", "лучше бы я тогда умерла, а не выжила"),
+        (
+            "domestic_violence",
+            "my cheek is bruised, i told everyone i walked into a door but it was him",
+        ),
+        ("domestic_violence", "he came home drunk and threw a glass at me, it hit my head"),
+        ("domestic_violence", "llego borracho y me lanzo un vaso, me dio en la cabeza"),
+        ("domestic_violence", "пришёл пьяный и бросил в меня стакан, всё крушит"),
+        ("domestic_violence", "he grabs my arm until it hurts whenever i talk to my sister"),
+        ("domestic_violence", "me agarra del brazo hasta que me duele cuando hablo con mi hermana"),
+        ("domestic_violence", "he wont let me go to work or see my friends anymore"),
+        ("domestic_violence", "no me deja trabajar ni ver a mis amigas"),
+        ("domestic_violence", "муж не даёт мне работать и видеться с подругами"),
+        ("domestic_violence", "my ex is at my door right now trying to break it down"),
+        ("domestic_violence", "mi ex esta en mi puerta intentando tirar la puerta abajo"),
+        ("domestic_violence", "бывший ломится в дверь, грозит выбить дверь"),
+        ("child_abuse", "im 11 and my coach gives me presents and asks for photos with no clothes"),
+        ("child_abuse", "мне 11, тренер дарит подарки и просит фото без одежды"),
+        ("farewell", "cancel everything for me please, have a good life all of you"),
+        ("farewell", "cancelen todas mis citas, que tengan buena vida"),
+        ("farewell", "отмените всё, пожалуйста. живите счастливо"),
+        ("farewell", "deleted my accounts, returned the things i borrowed, said sorry to everyone"),
+        ("farewell", "borre mis cuentas, devolvi lo prestado y pedi perdon a todos"),
+        ("farewell", "le dejo todo a mi hermana, el perro y las contraseñas"),
+        ("suicidal_ideation", "is wanting to kill yourself normal? asking for myself"),
+    ],
+)
+def test_new_crisis_signs(policy: Policy, category: str, text: str) -> None:
+    d = _route(policy, text)
+    assert d.crisis, d.reasons
+    assert any(f"warning sign (crisis, {category})" in r for r in d.reasons), d.reasons
+
+
+@pytest.mark.parametrize(
+    ("category", "text"),
+    [
+        ("bleeding", "my dad vomited something like coffee grounds and is very pale"),
+        ("bleeding", "mi padre vomito algo como posos de cafe"),
+        ("bleeding", "папу вырвало чем-то тёмным, как кофейная гуща"),
+        ("stroke", "внезапно жуткая головная боль, такой никогда не было, и рвота"),
+        ("stroke", "my right arm has gone numb and weak"),
+        ("stroke", "el brazo derecho se me ha quedado dormido y sin fuerza"),
+        ("stroke", "онемела левая рука, не могу её поднять"),
+        ("breathing", "my inhaler is not helping at all and i cant finish a sentence"),
+    ],
+)
+def test_new_urgent_medical_signs(policy: Policy, category: str, text: str) -> None:
+    d = _route(policy, text)
+    assert d.urgent_medical, d.reasons
+    assert any(f"warning sign (urgent_medical, {category})" in r for r in d.reasons), d.reasons
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "el examen de ayer me mato, puedo cambiar la cita?",
+        "killed myself revising for the exam, can we move my session",
+        "me mate a estudiar toda la semana, puedo pasar la sesion al lunes",
+        "убилась на работе за неделю, можно сессию перенести",
+        "my daughter will kill me if i forget her dentist appointment",
+        "mi madre me va a matar si llego tarde a la cita",
+        "im going to strangle my brother lol he took my slot",
+        "voy a matar a mi hermano jaja me quito la cita",
+        "mato a alguien con la contrasena de la app",
+        "la app me saca de quicio, me tiro por la ventana",
+        "эта анкета сводит с ума, хоть в окно прыгай",
+        "провалиться сквозь землю хочу, перепутала день приёма",
+        "my team lost the final, i wanted to die. anyway can i book thursday",
+        "perdimos la final, queria morirme. bueno, hay cita el jueves?",
+        "i want to die, i just realised i sent the form to the wrong clinic",
+        "me quiero morir, me acabo de dar cuenta de que mande el correo a otra clinica",
+        "the kids think im hopeless at video games",
+        "my sister is going to die of envy when she sees my new glasses",
+        "mi hermana se va a morir de envidia cuando vea mis gafas",
+    ],
+)
+def test_new_idioms_are_not_a_crisis(policy: Policy, text: str) -> None:
+    # "the exam killed me", "killed myself studying", "kill the whole afternoon", "my mum will
+    # kill me if I forget", a threat with "lol", exasperation at a form, a lost match: hyperbole.
+    d = _route(policy, text)
+    assert not d.crisis, d.reasons
+    assert not d.urgent_medical, d.reasons
+
+
+def test_learned_layer_does_not_judge_an_idiom(policy: Policy) -> None:
+    # The character n-gram model took this for a threat; the idiom says it is a joke.
+    d = _route(policy, "im going to strangle my brother lol he took my slot")
+    assert not d.crisis, d.reasons
+    assert not any("learned model" in r and "crisis" in r for r in d.reasons), d.reasons
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the insurance didnt cover my scan, why was i charged?",
+        "me llego un cargo por la ecografia, el seguro no lo cubrio?",
+    ],
+)
+def test_new_front_desk_requests(policy: Policy, text: str) -> None:
+    d = _route(policy, text)
+    assert d.queue == "first_line", d.reasons

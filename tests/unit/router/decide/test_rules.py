@@ -511,23 +511,22 @@ def test_front_desk_never_takes_a_crisis(policy: Policy) -> None:
     assert d.queue == "second_line"
 
 
-# -- blind set 5: warning signs modelled as concepts (paraphrases written for these tests) -----
+# -- blind set 5: warning signs modelled as concepts (paraphrases written for these tests, not
+# taken from the CSVs; each fails on the code before this round) ------------------------------
 
 
 @pytest.mark.parametrize(
     ("category", "text"),
     [
-        ("overdose", "22 таблетки трамадола и бутылка водки час назад"),
-        ("plan_means", "been reading about how to do it painlessly and ive got what i need"),
-        ("plan_means", "im standing on the other side of the railing on the bridge"),
-        ("plan_means", "estoy al otro lado de la barandilla del puente"),
-        ("plan_means", "the bath is running and the razor is on the edge of the tub"),
-        ("plan_means", "набрала ванну, лезвие рядом"),
-        ("plan_means", "я решила, что это будет в воскресенье"),
-        ("self_harm", "прижгла руку горячей ложкой, я это заслужила"),
         ("burden_hopelessness", "i wish i hadnt survived the accident"),
         ("burden_hopelessness", "ojala no hubiera sobrevivido al accidente"),
         ("burden_hopelessness", "лучше бы я тогда умерла, а не выжила"),
+        ("burden_hopelessness", "i should have died in that crash, everyone would be better off"),
+        ("burden_hopelessness", "no debi sobrevivir a la operacion"),
+        ("burden_hopelessness", "зря я выжила тогда"),
+        ("child_abuse", "im 11 and my coach gives me presents and asks for photos with no clothes"),
+        ("child_abuse", "мне 11, тренер дарит подарки и просит фото без одежды"),
+        ("child_abuse", "im 12, my uncle buys me presents and wants photos with no clothes"),
         (
             "domestic_violence",
             "my cheek is bruised, i told everyone i walked into a door but it was him",
@@ -543,15 +542,53 @@ def test_front_desk_never_takes_a_crisis(policy: Policy) -> None:
         ("domestic_violence", "my ex is at my door right now trying to break it down"),
         ("domestic_violence", "mi ex esta en mi puerta intentando tirar la puerta abajo"),
         ("domestic_violence", "бывший ломится в дверь, грозит выбить дверь"),
-        ("child_abuse", "im 11 and my coach gives me presents and asks for photos with no clothes"),
-        ("child_abuse", "мне 11, тренер дарит подарки и просит фото без одежды"),
+        (
+            "domestic_violence",
+            "i have injuries from my boyfriend and i dont want letters sent home",
+        ),
+        ("domestic_violence", "i said i fell down the stairs but it was him"),
+        ("domestic_violence", "he throws things at me and smashes things when he drinks"),
+        ("domestic_violence", "rompe todo cuando bebe y me lanza cosas"),
+        ("domestic_violence", "когда пьёт, громит квартиру и кидается в меня посудой"),
+        ("domestic_violence", "he reads my location and my calls and screams at me if im late"),
+        ("domestic_violence", "me revisa la ubicacion y mis llamadas y me grita si tardo"),
+        ("domestic_violence", "проверяет мою геолокацию и звонки и орёт на меня"),
+        ("domestic_violence", "he says im crazy and that nobody will believe me"),
+        ("domestic_violence", "dice que estoy loca y que nadie me va a creer"),
         ("farewell", "cancel everything for me please, have a good life all of you"),
         ("farewell", "cancelen todas mis citas, que tengan buena vida"),
         ("farewell", "отмените всё, пожалуйста. живите счастливо"),
         ("farewell", "deleted my accounts, returned the things i borrowed, said sorry to everyone"),
         ("farewell", "borre mis cuentas, devolvi lo prestado y pedi perdon a todos"),
         ("farewell", "le dejo todo a mi hermana, el perro y las contraseñas"),
+        (
+            "farewell",
+            "deleting my profiles and apologising to people i hurt, you were always kind to me",
+        ),
+        ("farewell", "estoy borrando mis perfiles y pidiendo perdon a la gente"),
+        ("farewell", "le dejo todo a mi amiga, el gato y las claves del banco"),
+        ("farewell", "я ей всё оставляю, кота и пароли"),
+        ("farewell", "someone please take my fish, i wont need the tank anymore"),
+        ("overdose", "22 таблетки трамадола и бутылка водки час назад"),
+        ("overdose", "maybe 14 diazepam and some whisky, an hour ago"),
+        ("overdose", "unas 15 pastillas de tramadol y unas cervezas, hace media hora"),
+        ("overdose", "штук 15 феназепама и пиво, где-то полчаса назад"),
+        ("plan_means", "been reading about how to do it painlessly and ive got what i need"),
+        ("plan_means", "im standing on the other side of the railing on the bridge"),
+        ("plan_means", "estoy al otro lado de la barandilla del puente"),
+        ("plan_means", "the bath is running and the razor is on the edge of the tub"),
+        ("plan_means", "набрала ванну, лезвие рядом"),
+        ("plan_means", "я решила, что это будет в воскресенье"),
+        ("plan_means", "estuve mirando como hacerlo sin que duela, tengo de sobra"),
+        ("plan_means", "climbed over the railing of the car park, just sitting here"),
+        ("plan_means", "me pase al otro lado de la baranda del viaducto"),
+        ("plan_means", "the blade is next to the bath, water is running"),
+        ("plan_means", "tengo la cuchilla junto a la banera, ya esta llena"),
+        ("plan_means", "os escribo por ultima vez, voy al puente"),
+        ("plan_means", "пишу в последний раз, еду на мост"),
+        ("self_harm", "прижгла руку горячей ложкой, я это заслужила"),
         ("suicidal_ideation", "is wanting to kill yourself normal? asking for myself"),
+        ("suicidal_ideation", "what do you do if someone wants to kill yourself, asking for me"),
     ],
 )
 def test_new_crisis_signs(policy: Policy, category: str, text: str) -> None:
@@ -566,11 +603,19 @@ def test_new_crisis_signs(policy: Policy, category: str, text: str) -> None:
         ("bleeding", "my dad vomited something like coffee grounds and is very pale"),
         ("bleeding", "mi padre vomito algo como posos de cafe"),
         ("bleeding", "папу вырвало чем-то тёмным, как кофейная гуща"),
+        ("bleeding", "threw up black stuff, looks like coffee grounds"),
+        ("bleeding", "vomite algo negro como posos de cafe"),
+        ("breathing", "my inhaler is not helping at all and i cant finish a sentence"),
+        ("breathing", "the ventolin does nothing, i cant finish a sentence"),
+        ("breathing", "сальбутамол не действует"),
+        ("seizure", "she went rigid and was twitching, now she has bitten her tongue"),
+        ("seizure", "вся напряглась и дёргалась, прикусила язык"),
         ("stroke", "внезапно жуткая головная боль, такой никогда не было, и рвота"),
         ("stroke", "my right arm has gone numb and weak"),
         ("stroke", "el brazo derecho se me ha quedado dormido y sin fuerza"),
         ("stroke", "онемела левая рука, не могу её поднять"),
-        ("breathing", "my inhaler is not helping at all and i cant finish a sentence"),
+        ("stroke", "worst headache ever, came on all at once, and my vision is blurry"),
+        ("stroke", "головная боль такой никогда не было, и рвота"),
     ],
 )
 def test_new_urgent_medical_signs(policy: Policy, category: str, text: str) -> None:
@@ -601,6 +646,16 @@ def test_new_urgent_medical_signs(policy: Policy, category: str, text: str) -> N
         "the kids think im hopeless at video games",
         "my sister is going to die of envy when she sees my new glasses",
         "mi hermana se va a morir de envidia cuando vea mis gafas",
+        "killed myself working all week, can my session be on saturday",
+        "убился на тренировке, можно перенести на вечер",
+        "my mum is going to kill me if i forget again, can you text me a reminder",
+        "дочь меня убьёт, если я опоздаю на приём",
+        "gonna strangle my brother haha he booked the wrong day",
+        "about to kill someone over this queue",
+        "el formulario me tiene harta, me voy a tirar por la ventana",
+        "me quiero morir, me acabo de dar cuenta de que llegue un dia antes",
+        "perdimos el partido y queria morirme, bueno, me confirmas la cita?",
+        "the kids think im hopeless at maths",
     ],
 )
 def test_new_idioms_are_not_a_crisis(policy: Policy, text: str) -> None:
@@ -623,6 +678,9 @@ def test_learned_layer_does_not_judge_an_idiom(policy: Policy) -> None:
     [
         "the insurance didnt cover my scan, why was i charged?",
         "me llego un cargo por la ecografia, el seguro no lo cubrio?",
+        "does anyone there speak spanish? its for my grandmother",
+        "hay alguien que hable ruso? es para mi abuela",
+        "the insurance didnt cover the ultrasound and i got a bill",
     ],
 )
 def test_new_front_desk_requests(policy: Policy, text: str) -> None:

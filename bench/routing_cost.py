@@ -1,6 +1,7 @@
 """Cost of the routing decision per message, and on hostile input.
 
-    python bench/routing_cost.py
+    python bench/routing_cost.py                  # both splits (the README's figures)
+    python bench/routing_cost.py --split tuning   # timing without reading the held-out split
 
 Prints, per message of the labelled corpus (warm caches, as in a running service): the
 warning-sign model, the learned layer, and the whole ``route()`` (language detection, policy
@@ -10,10 +11,11 @@ lexicon and rules included); then ``route()`` on single words and word floods of
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 
-from routing_eval import NOW, load_samples
+from routing_eval import NOW, SPLITS, load_samples
 
 from router.decide.language import warm_up
 from router.decide.learned import default_crisis_model
@@ -34,12 +36,15 @@ def per_call_ms(fn: Callable[[str], object], texts: list[str]) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--split", choices=SPLITS, action="append", help="default: both")
+    args = parser.parse_args()
     warm_up()
     policy = load_policy()
     signs = policy.signs
     assert signs is not None
     model = default_crisis_model()
-    texts = [s.text for split in ("tuning", "heldout") for s in load_samples(split)]
+    texts = [s.text for split in args.split or SPLITS for s in load_samples(split)]
 
     def decide(text: str) -> object:
         return route(

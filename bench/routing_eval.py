@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -101,12 +102,8 @@ def load_samples(
     samples: list[Sample] = []
     for lang in languages:
         for path in sorted((data_dir / split).glob(f"*{lang}.csv")):
-            if path.stem not in (
-                lang,
-                f"team_{lang}",
-                f"extra_{lang}",
-                f"blind3_{lang}",
-                f"blind4_{lang}",
+            if path.stem not in (lang, f"team_{lang}", f"extra_{lang}") and not re.fullmatch(
+                rf"blind\d+_{lang}", path.stem
             ):
                 continue
             with path.open(encoding="utf-8", newline="") as fh:

@@ -163,8 +163,11 @@ def route(
         reasons.append(sign.reason())
     # 1c. The learned layer, only where nothing above saw a crisis (its reason says so).
     # Both learned layers read the same character n-grams: counted once, on first need.
+    # Not when the message holds an idiom: its words are hyperbole the signs recognised, and the
+    # model, reading spelling, takes them for a crisis ("I'm going to strangle my brother lol");
+    # the signs and the lexicon still read every word outside the idiom.
     grams: Counter[str] | None = None
-    if not crisis and policy.crisis.learned_model:
+    if not crisis and policy.crisis.learned_model and not idioms:
         model = default_crisis_model()
         grams = ngram_counts(text)
         p = model.probability(grams)

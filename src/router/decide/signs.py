@@ -265,6 +265,13 @@ class SignModel:
         self._pairs: dict[tuple[frozenset[str], frozenset[str]], tuple[int, ...]] = {}
         self._first = {k: tuple(v) for k, v in first.items()}
         self._signs = tuple(self._compile_sign(s) for s in signs)
+        # Signs by the concepts of their first slot: a message only checks the signs whose first
+        # slot it holds, not every sign (hundreds of them; a message holds a few dozen concepts).
+        by_first: dict[int, list[int]] = {}
+        for i, sign in enumerate(self._signs):
+            for c in sign.needs[0]:
+                by_first.setdefault(c, []).append(i)
+        self._by_first = {c: tuple(v) for c, v in by_first.items()}
 
     # -- compile ---------------------------------------------------------------------------
 
@@ -415,7 +422,11 @@ class SignModel:
         present = found.keys()
         hits: list[SignHit] = []
         seen: set[tuple[str, str]] = set()
-        for sign in self._signs:
+        candidates: set[int] = set()
+        for c in present:
+            candidates.update(self._by_first.get(c, ()))
+        for i in sorted(candidates):  # in the order of signs.toml: the first cue is kept
+            sign = self._signs[i]
             if (sign.group, sign.category) in seen:
                 continue
             if any(present.isdisjoint(slot) for slot in sign.needs):

@@ -509,3 +509,234 @@ def test_front_desk_never_takes_a_crisis(policy: Policy) -> None:
     )
     assert d.crisis
     assert d.queue == "second_line"
+
+
+# -- blind set 5: warning signs modelled as concepts (paraphrases written for these tests, not
+# taken from the CSVs; each fails on the code before this round) ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("category", "text"),
+    [
+        ("burden_hopelessness", "i wish i hadnt survived the accident"),
+        ("burden_hopelessness", "ojala no hubiera sobrevivido al accidente"),
+        ("burden_hopelessness", "лучше бы я тогда умерла, а не выжила"),
+        ("burden_hopelessness", "i should have died in that crash, everyone would be better off"),
+        ("burden_hopelessness", "no debi sobrevivir a la operacion"),
+        ("burden_hopelessness", "зря я выжила тогда"),
+        ("child_abuse", "im 11 and my coach gives me presents and asks for photos with no clothes"),
+        ("child_abuse", "мне 11, тренер дарит подарки и просит фото без одежды"),
+        ("child_abuse", "im 12, my uncle buys me presents and wants photos with no clothes"),
+        (
+            "domestic_violence",
+            "my cheek is bruised, i told everyone i walked into a door but it was him",
+        ),
+        ("domestic_violence", "he came home drunk and threw a glass at me, it hit my head"),
+        ("domestic_violence", "llego borracho y me lanzo un vaso, me dio en la cabeza"),
+        ("domestic_violence", "пришёл пьяный и бросил в меня стакан, всё крушит"),
+        ("domestic_violence", "he grabs my arm until it hurts whenever i talk to my sister"),
+        ("domestic_violence", "me agarra del brazo hasta que me duele cuando hablo con mi hermana"),
+        ("domestic_violence", "he wont let me go to work or see my friends anymore"),
+        ("domestic_violence", "no me deja trabajar ni ver a mis amigas"),
+        ("domestic_violence", "муж не даёт мне работать и видеться с подругами"),
+        ("domestic_violence", "my ex is at my door right now trying to break it down"),
+        ("domestic_violence", "mi ex esta en mi puerta intentando tirar la puerta abajo"),
+        ("domestic_violence", "бывший ломится в дверь, грозит выбить дверь"),
+        (
+            "domestic_violence",
+            "i have injuries from my boyfriend and i dont want letters sent home",
+        ),
+        ("domestic_violence", "i said i fell down the stairs but it was him"),
+        ("domestic_violence", "he throws things at me and smashes things when he drinks"),
+        ("domestic_violence", "rompe todo cuando bebe y me lanza cosas"),
+        ("domestic_violence", "когда пьёт, громит квартиру и кидается в меня посудой"),
+        ("domestic_violence", "he reads my location and my calls and screams at me if im late"),
+        ("domestic_violence", "me revisa la ubicacion y mis llamadas y me grita si tardo"),
+        ("domestic_violence", "проверяет мою геолокацию и звонки и орёт на меня"),
+        ("domestic_violence", "he says im crazy and that nobody will believe me"),
+        ("domestic_violence", "dice que estoy loca y que nadie me va a creer"),
+        ("domestic_violence", "si voy a la policia me va a pegar, me lo dijo"),
+        ("domestic_violence", "сказал, что изобьёт, если я пойду в полицию"),
+        ("domestic_violence", "he hid my passport and keys so i cant leave"),
+        ("domestic_violence", "me escondio el pasaporte y las llaves para que no pueda irme"),
+        ("domestic_violence", "спрятал паспорт и ключи, чтобы я не уехала"),
+        ("domestic_violence", "me escondi en el coche, me va a pegar si vuelvo"),
+        ("domestic_violence", "me encerro en la habitacion y se llevo el movil"),
+        ("domestic_violence", "запер меня в спальне и забрал телефон"),
+        (
+            "domestic_violence",
+            "the bruises are from falling in the shower, thats what i tell everyone",
+        ),
+        ("farewell", "cancel everything for me please, have a good life all of you"),
+        ("farewell", "cancelen todas mis citas, que tengan buena vida"),
+        ("farewell", "отмените всё, пожалуйста. живите счастливо"),
+        ("farewell", "deleted my accounts, returned the things i borrowed, said sorry to everyone"),
+        ("farewell", "borre mis cuentas, devolvi lo prestado y pedi perdon a todos"),
+        ("farewell", "le dejo todo a mi hermana, el perro y las contraseñas"),
+        (
+            "farewell",
+            "deleting my profiles and apologising to people i hurt, you were always kind to me",
+        ),
+        ("farewell", "estoy borrando mis perfiles y pidiendo perdon a la gente"),
+        ("farewell", "le dejo todo a mi amiga, el gato y las claves del banco"),
+        ("farewell", "я ей всё оставляю, кота и пароли"),
+        ("farewell", "someone please take my fish, i wont need the tank anymore"),
+        ("farewell", "took my daughter to her dads for good, told her mummy is going far away"),
+        (
+            "farewell",
+            "he llevado a mi hijo con su abuela para siempre, le dije que mama se va a ir "
+            "muy lejos",
+        ),
+        ("farewell", "отвезла дочку к маме насовсем, сказала, что мама уедет далеко"),
+        (
+            "farewell",
+            "sent my brother my passwords and asked him to look after my things, he doesnt get why",
+        ),
+        (
+            "farewell",
+            "le mande a mi hermano las contraseñas y le pedi que cuide a mi perro, no "
+            "entiende por que",
+        ),
+        ("farewell", "thank you for everything. please tell him none of this is his fault"),
+        ("farewell", "спасибо за всё. передайте ему, что он ни в чём не виноват"),
+        ("farewell", "put everything in her name now. thanks for putting up with me for so long"),
+        ("infant_harm", "i cover her mouth so she stops crying, longer every time"),
+        ("infant_harm", "le tapo la boca para que deje de llorar, cada vez mas tiempo"),
+        ("infant_harm", "закрываю ей рот, чтобы замолчала, всё дольше"),
+        ("overdose", "22 таблетки трамадола и бутылка водки час назад"),
+        ("overdose", "maybe 14 diazepam and some whisky, an hour ago"),
+        ("overdose", "unas 15 pastillas de tramadol y unas cervezas, hace media hora"),
+        ("overdose", "штук 15 феназепама и пиво, где-то полчаса назад"),
+        ("plan_means", "been reading about how to do it painlessly and ive got what i need"),
+        ("plan_means", "im standing on the other side of the railing on the bridge"),
+        ("plan_means", "estoy al otro lado de la barandilla del puente"),
+        ("plan_means", "the bath is running and the razor is on the edge of the tub"),
+        ("plan_means", "набрала ванну, лезвие рядом"),
+        ("plan_means", "я решила, что это будет в воскресенье"),
+        ("plan_means", "estuve mirando como hacerlo sin que duela, tengo de sobra"),
+        ("plan_means", "climbed over the railing of the car park, just sitting here"),
+        ("plan_means", "me pase al otro lado de la baranda del viaducto"),
+        ("plan_means", "the blade is next to the bath, water is running"),
+        ("plan_means", "tengo la cuchilla junto a la banera, ya esta llena"),
+        ("plan_means", "os escribo por ultima vez, voy al puente"),
+        ("plan_means", "пишу в последний раз, еду на мост"),
+        ("plan_means", "theres a gun in the house and i cant stop thinking about it"),
+        ("plan_means", "hay una escopeta en casa y no puedo dejar de pensar en eso"),
+        ("plan_means", "дома есть ружьё, и я не могу перестать думать об этом"),
+        ("plan_means", "i know how, where and when. i just need to find the courage"),
+        ("plan_means", "ya se como, donde y cuando, solo me falta reunir el valor"),
+        ("plan_means", "я знаю как где и когда, осталось набраться смелости"),
+        ("plan_means", "bought paracetamol in different places so nobody would notice"),
+        ("plan_means", "compre pastillas en sitios distintos para que nadie sospeche"),
+        ("plan_means", "купил таблетки понемногу, чтобы никто не заподозрил"),
+        ("plan_means", "been saving my prescriptions, i counted and i know its enough"),
+        ("plan_means", "sunday night, thats when im doing it"),
+        ("self_harm", "прижгла руку горячей ложкой, я это заслужила"),
+        ("suicidal_ideation", "is wanting to kill yourself normal? asking for myself"),
+        ("suicidal_ideation", "what do you do if someone wants to kill yourself, asking for me"),
+        ("violence_threat", "monday its over for them, i have a list"),
+        ("violence_threat", "el viernes se acaba todo para ellos, tengo una lista"),
+        ("violence_threat", "в пятницу им всем конец, у меня список"),
+        ("violence_threat", "tomorrow im sorting out the ones who bully me, i've got a knife"),
+        ("violence_threat", "mañana me voy a cargar a los que me acosan"),
+        ("violence_threat", "завтра разберусь с теми кто меня травит"),
+        ("violence_threat", "voy a quemar el coche de mi ex esta noche"),
+        ("violence_threat", "im going to teach her a lesson, i know when she leaves alone"),
+        ("violence_threat", "le voy a dar una leccion, ya se cuando sale sola"),
+    ],
+)
+def test_new_crisis_signs(policy: Policy, category: str, text: str) -> None:
+    d = _route(policy, text)
+    assert d.crisis, d.reasons
+    assert any(f"warning sign (crisis, {category})" in r for r in d.reasons), d.reasons
+
+
+@pytest.mark.parametrize(
+    ("category", "text"),
+    [
+        ("bleeding", "my dad vomited something like coffee grounds and is very pale"),
+        ("bleeding", "mi padre vomito algo como posos de cafe"),
+        ("bleeding", "папу вырвало чем-то тёмным, как кофейная гуща"),
+        ("bleeding", "threw up black stuff, looks like coffee grounds"),
+        ("bleeding", "vomite algo negro como posos de cafe"),
+        ("breathing", "my inhaler is not helping at all and i cant finish a sentence"),
+        ("breathing", "the ventolin does nothing, i cant finish a sentence"),
+        ("breathing", "сальбутамол не действует"),
+        ("seizure", "she went rigid and was twitching, now she has bitten her tongue"),
+        ("seizure", "вся напряглась и дёргалась, прикусила язык"),
+        ("stroke", "внезапно жуткая головная боль, такой никогда не было, и рвота"),
+        ("stroke", "my right arm has gone numb and weak"),
+        ("stroke", "el brazo derecho se me ha quedado dormido y sin fuerza"),
+        ("stroke", "онемела левая рука, не могу её поднять"),
+        ("stroke", "worst headache ever, came on all at once, and my vision is blurry"),
+        ("stroke", "головная боль такой никогда не было, и рвота"),
+    ],
+)
+def test_new_urgent_medical_signs(policy: Policy, category: str, text: str) -> None:
+    d = _route(policy, text)
+    assert d.urgent_medical, d.reasons
+    assert any(f"warning sign (urgent_medical, {category})" in r for r in d.reasons), d.reasons
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "el examen de ayer me mato, puedo cambiar la cita?",
+        "killed myself revising for the exam, can we move my session",
+        "me mate a estudiar toda la semana, puedo pasar la sesion al lunes",
+        "убилась на работе за неделю, можно сессию перенести",
+        "my daughter will kill me if i forget her dentist appointment",
+        "mi madre me va a matar si llego tarde a la cita",
+        "im going to strangle my brother lol he took my slot",
+        "voy a matar a mi hermano jaja me quito la cita",
+        "mato a alguien con la contrasena de la app",
+        "la app me saca de quicio, me tiro por la ventana",
+        "эта анкета сводит с ума, хоть в окно прыгай",
+        "провалиться сквозь землю хочу, перепутала день приёма",
+        "my team lost the final, i wanted to die. anyway can i book thursday",
+        "perdimos la final, queria morirme. bueno, hay cita el jueves?",
+        "i want to die, i just realised i sent the form to the wrong clinic",
+        "me quiero morir, me acabo de dar cuenta de que mande el correo a otra clinica",
+        "the kids think im hopeless at video games",
+        "my sister is going to die of envy when she sees my new glasses",
+        "mi hermana se va a morir de envidia cuando vea mis gafas",
+        "killed myself working all week, can my session be on saturday",
+        "убился на тренировке, можно перенести на вечер",
+        "my mum is going to kill me if i forget again, can you text me a reminder",
+        "дочь меня убьёт, если я опоздаю на приём",
+        "gonna strangle my brother haha he booked the wrong day",
+        "about to kill someone over this queue",
+        "el formulario me tiene harta, me voy a tirar por la ventana",
+        "me quiero morir, me acabo de dar cuenta de que llegue un dia antes",
+        "perdimos el partido y queria morirme, bueno, me confirmas la cita?",
+        "the kids think im hopeless at maths",
+    ],
+)
+def test_new_idioms_are_not_a_crisis(policy: Policy, text: str) -> None:
+    # "the exam killed me", "killed myself studying", "kill the whole afternoon", "my mum will
+    # kill me if I forget", a threat with "lol", exasperation at a form, a lost match: hyperbole.
+    d = _route(policy, text)
+    assert not d.crisis, d.reasons
+    assert not d.urgent_medical, d.reasons
+
+
+def test_learned_layer_does_not_judge_an_idiom(policy: Policy) -> None:
+    # The character n-gram model took this for a threat; the idiom says it is a joke.
+    d = _route(policy, "im going to strangle my brother lol he took my slot")
+    assert not d.crisis, d.reasons
+    assert not any("learned model" in r and "crisis" in r for r in d.reasons), d.reasons
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the insurance didnt cover my scan, why was i charged?",
+        "me llego un cargo por la ecografia, el seguro no lo cubrio?",
+        "does anyone there speak spanish? its for my grandmother",
+        "hay alguien que hable ruso? es para mi abuela",
+        "the insurance didnt cover the ultrasound and i got a bill",
+    ],
+)
+def test_new_front_desk_requests(policy: Policy, text: str) -> None:
+    d = _route(policy, text)
+    assert d.queue == "first_line", d.reasons

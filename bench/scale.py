@@ -628,7 +628,12 @@ def evaluate(r: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "figure": "SQL statements per app message, PostgreSQL (bench/statements.py)",
                 "value": f"new conversation {st['new']}, follow-up {st['follow_up']}, "
-                f"new with an agent online {st['new_agent_online']}",
+                f"new with an agent online {st['new_agent_online']}"
+                + (
+                    f", follow-up in a batch of 8 {st['follow_up_in_batch']}"
+                    if "follow_up_in_batch" in st
+                    else ""
+                ),
                 "target": "held by tests/…/test_statement_budget.py",
                 "verdict": "",
             }

@@ -1,5 +1,6 @@
 """SQL statements one inbound app message costs, counted on the connection (not timed): a new
-conversation, a follow-up, and a new conversation with an agent online. `bench/scale.py`
+conversation, a follow-up, a new conversation with an agent online, and (PostgreSQL) a
+follow-up inside a batch of eight concurrent ones, per message. `bench/scale.py`
 prints these; `tests/integration/router/flows/test_statement_budget.py` holds the budget.
 
     python bench/statements.py                 # PostgreSQL, a table
@@ -25,6 +26,7 @@ from models.schemas import AgentCreate  # noqa: E402
 from router.flows import agents  # noqa: E402
 
 # Transaction control is not work the message asks for (and BEGIN/COMMIT are per batch).
+BATCH = 8  # concurrent follow-ups, for the per-message count inside one batch
 _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
 
 
@@ -63,7 +65,33 @@ async def count(db: str, pg_url: str) -> dict[str, int]:
                 )
                 agent.presence = "online"
             online = await send("u2", "m3", "necesito una cita")
-    return {"new": new, "follow_up": follow_up, "new_agent_online": online}
+            batched = 0
+            if db == "postgresql":
+                # Eight known customers write at once: one group-commit batch, whose
+                # look-ups are read ahead once for all (SQLite writes one unit at a time).
+                for i in range(BATCH):
+                    await send(f"b{i}", f"b{i}-0", "hola, una pregunta")
+                seen.clear()
+                answers = await asyncio.gather(
+                    *(
+                        client.post(
+                            "/api/v1/inbound",
+                            json={
+                                "contact": {"external_id": f"b{i}"},
+                                "message": {"external_id": f"b{i}-1", "text": "y la factura"},
+                            },
+                            headers=headers,
+                        )
+                        for i in range(BATCH)
+                    )
+                )
+                for r in answers:
+                    r.raise_for_status()
+                batched = round(len(seen) / BATCH)
+    counts = {"new": new, "follow_up": follow_up, "new_agent_online": online}
+    if batched:
+        counts["follow_up_in_batch"] = batched
+    return counts
 
 
 def main() -> int:

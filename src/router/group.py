@@ -35,6 +35,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from router.db import Database, is_unavailable
+from router.repo.batch import drop as drop_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +58,21 @@ def _retry_alone(error: BaseException) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class ReadAhead:
+    """What a unit will look up, read for its whole batch before the units run: `load` gets
+    the `item` of every unit of the batch that shares it (one query for all, not one each)."""
+
+    load: Callable[[AsyncSession, list[Any]], Awaitable[None]]
+    item: Any
+
+
 @dataclass
 class _Job:
     unit: Unit
     key: str
     isolated: bool
+    ahead: ReadAhead | None = None
     future: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -81,13 +92,19 @@ class GroupCommit:
         self.units = 0
 
     async def run(
-        self, session: AsyncSession, unit: Unit, *, key: str = "", isolated: bool = False
+        self,
+        session: AsyncSession,
+        unit: Unit,
+        *,
+        key: str = "",
+        isolated: bool = False,
+        ahead: ReadAhead | None = None,
     ) -> Any:
         """`await unit(session')` in a shared transaction; its result once that commits.
 
         `session` is the caller's own unit of work (used as is on SQLite). `isolated`: the
         unit keeps every write inside a savepoint of its own (ingest does), so no outer
-        savepoint is needed.
+        savepoint is needed. `ahead`: what the unit will look up, read for the whole batch.
         """
         if self.db.single_writer:
             return await unit(session)
@@ -95,17 +112,24 @@ class GroupCommit:
             # The caller's own unit of work (its auth look-up) ends here: a request must hold
             # no pooled connection while it waits, or a full pool would starve the batch.
             await session.commit()
-        return await self._enqueue(unit, key, isolated)
+        return await self._enqueue(unit, key, isolated, ahead)
 
-    async def submit(self, unit: Unit, *, key: str = "", isolated: bool = False) -> Any:
+    async def submit(
+        self,
+        unit: Unit,
+        *,
+        key: str = "",
+        isolated: bool = False,
+        ahead: ReadAhead | None = None,
+    ) -> Any:
         """Like `run`, for a caller without a unit of work (a socket): on SQLite it gets one."""
         if self.db.single_writer:
             async with self.db.session() as session:
                 return await unit(session)
-        return await self._enqueue(unit, key, isolated)
+        return await self._enqueue(unit, key, isolated, ahead)
 
-    async def _enqueue(self, unit: Unit, key: str, isolated: bool) -> Any:
-        job = _Job(unit, key, isolated)
+    async def _enqueue(self, unit: Unit, key: str, isolated: bool, ahead: ReadAhead | None) -> Any:
+        job = _Job(unit, key, isolated, ahead)
         self._pending.append(job)
         if len(self._active) < self.runners:
             task = asyncio.create_task(self._runner())
@@ -130,6 +154,7 @@ class GroupCommit:
         alone: list[_Job] = []
         try:
             async with self.db.session() as session:
+                await _read_ahead(session, batch)
                 for job in batch:
                     try:
                         if job.isolated:
@@ -138,6 +163,9 @@ class GroupCommit:
                             async with session.begin_nested():
                                 result = await job.unit(session)
                     except Exception as exc:
+                        # A rolled-back savepoint may have expired or discarded what was
+                        # read ahead: the units after it look up for themselves.
+                        drop_snapshot(session)
                         if is_unavailable(exc) or (job.isolated and isinstance(exc, DBAPIError)):
                             # The connection is gone, or a database error outside the unit's
                             # savepoint aborted the whole transaction: nothing of the batch
@@ -168,6 +196,15 @@ class GroupCommit:
                 job.future.set_result(result)
         for job in alone:
             await self._write([job])
+
+
+async def _read_ahead(session: AsyncSession, batch: list[_Job]) -> None:
+    items: dict[Callable[[AsyncSession, list[Any]], Awaitable[None]], list[Any]] = {}
+    for job in batch:
+        if job.ahead is not None:
+            items.setdefault(job.ahead.load, []).append(job.ahead.item)
+    for load, group in items.items():
+        await load(session, group)
 
 
 def _fail(job: _Job, exc: BaseException) -> None:

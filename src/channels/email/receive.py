@@ -30,10 +30,12 @@ from channels.email.auth import UNVERIFIED, sender_authenticated
 from channels.email.normalise import attachment_ref, to_inbound
 from channels.email.parse import ParsedEmail, parse_email, valid_address
 from models import Contact, ContactIdentity, Conversation, Message
-from models.messages import AttachmentRef
+from models.messages import AttachmentRef, Sender
 from models.vocab import SENDER
 from router.files import AttachmentStore
+from router.flows.ingest import ahead as ingest_ahead
 from router.flows.ingest import ingest
+from router.group import ReadAhead
 from router.repo.events import conv_event
 from router.runtime import Runtime
 
@@ -73,6 +75,14 @@ class Prepared:
     def key(self) -> str:
         """One sender's mails keep their order in a group commit."""
         return f"email:{self.parsed.from_addr}"
+
+    def ahead(self, rt: Runtime) -> ReadAhead:
+        """What the group commit reads ahead: the sender's identity as `store_mail` will
+        name it (authenticated or not) and their live conversation."""
+        parsed = self.parsed
+        verdict = sender_authenticated(rt.settings, parsed.auth_results, parsed.from_addr)
+        sender = parsed.from_addr if verdict.authenticated else UNVERIFIED + parsed.from_addr
+        return ingest_ahead(rt, "email", Sender(external_id=sender))
 
 
 async def receive(

@@ -71,7 +71,11 @@ async def email_webhook(body: SignedBody, rt: RuntimeDep, session: SessionDep) -
         # Group commit, like the other inbound paths: the files are already on disk, so the
         # shared transaction never waits on file I/O.
         outcome = await rt.group.run(
-            session, lambda s: store_mail(s, rt, ready), key=ready.key, isolated=True
+            session,
+            lambda s: store_mail(s, rt, ready),
+            key=ready.key,
+            isolated=True,
+            ahead=ready.ahead(rt),
         )
     return EmailAck(
         status=outcome.status,

@@ -30,13 +30,16 @@ from channels.telegram.normalise import (
     normalise,
 )
 from models import Contact, ContactIdentity, Conversation, Message
+from models.messages import Sender
 from models.vocab import ACTIVE_STATUSES
 from router.flows import route as routing
 from router.flows import satisfaction
 from router.flows.contacts import merge_contacts, resolve_contact
+from router.flows.ingest import ahead as ingest_ahead
 from router.flows.ingest import ingest
 from router.flows.outbound import send_crisis_ack
-from router.repo import events
+from router.group import ReadAhead
+from router.repo import batch, events
 from router.repo.events import conv_event
 from router.runtime import Runtime
 
@@ -101,6 +104,15 @@ class Handled:
     outcome: str = "stored"
 
 
+def ahead(rt: Runtime, upd: Update) -> ReadAhead | None:
+    """What a group commit reads ahead for this update: its sender's identity and live
+    conversation (a shared phone card, if any, is then looked up by the unit itself)."""
+    for m in (upd.message, upd.edited_message):
+        if m is not None and m.from_user is not None and not m.from_user.is_bot:
+            return ingest_ahead(rt, "telegram", Sender(external_id=str(m.from_user.id)))
+    return None
+
+
 async def handle_update(session: AsyncSession, rt: Runtime, upd: Update) -> Handled:
     action = normalise(upd, now=rt.now(), region=rt.settings.default_region)
     if isinstance(action, Ignored):
@@ -145,6 +157,14 @@ async def run_effects(channel: TelegramChannel, handled: Handled) -> None:
 
 async def _reachable_again(session: AsyncSession, user_id: int) -> None:
     """A user who writes has unblocked the bot: replies may flow again."""
+    snap = batch.active(session)
+    key = ("telegram", str(user_id))
+    if snap is not None and key in snap.identities:
+        # Read ahead for the batch: no UPDATE unless the identity is marked unreachable.
+        ident = snap.identities[key]
+        if ident is not None and ident.unreachable:
+            ident.unreachable = False
+        return
     await session.execute(
         update(ContactIdentity)
         .where(

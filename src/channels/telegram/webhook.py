@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from channels.signing import configured, verify_token
 from channels.telegram.adapter import TelegramChannel
-from channels.telegram.handling import Handled, handle_update, run_effects
+from channels.telegram.handling import Handled, ahead, handle_update, run_effects
 from router.api.deps import RuntimeDep, SessionDep
 from router.errors import NotFound
 from router.runtime import Runtime
@@ -65,7 +65,7 @@ async def telegram_webhook(
         return WebhookAck(outcome="invalid")
     # Group commit with concurrent deliveries; in a savepoint, so a failure is this update's.
     handled: Handled = await rt.group.run(
-        session, lambda s: handle_update(s, rt, upd), key=_sender_key(upd)
+        session, lambda s: handle_update(s, rt, upd), key=_sender_key(upd), ahead=ahead(rt, upd)
     )
     if handled.effects:
         background.add_task(run_effects, channel, handled)

@@ -43,6 +43,7 @@ from router.decide import satisfaction as satisfaction_rules
 from router.errors import Forbidden, InvalidInput, NotFound, RouterError, Unauthorized
 from router.flows import satisfaction
 from router.flows.ingest import IngestResult, ingest
+from router.flows.ingest import ahead as ingest_ahead
 from router.flows.outbound import recipient_for
 from router.repo import access
 from router.repo.events import conv_event
@@ -544,7 +545,10 @@ async def _on_message(
     try:
         # Group commit with concurrent deliveries; acked below only once it is committed.
         result: IngestResult = await rt.group.submit(
-            lambda s: ingest(s, rt, msg), key=f"webchat:{conn.visitor_id}", isolated=True
+            lambda s: ingest(s, rt, msg),
+            key=f"webchat:{conn.visitor_id}",
+            isolated=True,
+            ahead=ingest_ahead(rt, msg.channel, msg.sender),
         )
     except RouterError as exc:
         # Not stored, so no ack: the widget keeps the message and sends it again.

@@ -13,12 +13,24 @@ from sqlalchemy.orm.attributes import set_committed_value
 from models import Agent, Assignment, Conversation, Queue
 from models.vocab import ACTIVE_STATUSES, WORKING_ROLES
 from router.decide import assign
+from router.repo import batch
 from router.repo.events import conv_event
 from router.repo.queues import queue_of
 from router.runtime import Runtime
 
 
 async def agent_loads(session: AsyncSession, tier: int | None = None) -> list[assign.AgentLoad]:
+    """The online agents (of `tier`) and their open conversations; read once per batch."""
+    snap = batch.active(session)
+    if snap is not None and tier in snap.loads:
+        return list(snap.loads[tier])
+    loads = await _read_loads(session, tier)
+    if snap is not None:
+        snap.loads[tier] = loads  # kept current by `assign_to` and `unassign`
+    return list(loads)
+
+
+async def _read_loads(session: AsyncSession, tier: int | None) -> list[assign.AgentLoad]:
     # Only online agents can take work (the pure chooser would drop the others anyway).
     stmt = select(Agent).where(
         Agent.active.is_(True), Agent.role.in_(WORKING_ROLES), Agent.presence == "online"
@@ -210,6 +222,9 @@ async def assign_to(
     # The compare-and-set above wrote these: record them as the row's state, no second UPDATE.
     set_committed_value(conv, "assignee_id", agent_id)
     set_committed_value(conv, "updated_at", now)
+    batch.assigned(session, agent_id, now)
+    if previous is not None:
+        batch.released(session, previous)
     session.add(
         Assignment(
             conversation_id=conv.id,
@@ -244,6 +259,7 @@ async def unassign(
     previous = conv.assignee_id
     await _end_assignment(session, conv.id, now)
     conv.assignee_id = None
+    batch.released(session, previous)
     conv.updated_at = now
     await session.flush()
     await conv_event(
@@ -282,7 +298,18 @@ async def _end_assignment(session: AsyncSession, conv_id: int, now: datetime) ->
 
 
 async def recent_median_handle_s(session: AsyncSession, q: Queue, now: datetime) -> float | None:
-    """Median time from first assignment to resolution over the last 24 h (None: no data)."""
+    """Median time from first assignment to resolution over the last 24 h (None: no data);
+    read once per batch (ingest does not resolve conversations)."""
+    snap = batch.active(session)
+    if snap is not None and q.id in snap.medians:
+        return snap.medians[q.id]
+    median = await _read_median_handle_s(session, q, now)
+    if snap is not None:
+        snap.medians[q.id] = median
+    return median
+
+
+async def _read_median_handle_s(session: AsyncSession, q: Queue, now: datetime) -> float | None:
     rows = (
         await session.execute(
             select(Conversation.resolved_at, func.min(Assignment.assigned_at))

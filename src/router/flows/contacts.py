@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import and_, inspect, or_, select, update
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import Contact, ContactIdentity, Conversation, ErasedIdentity, Event
 from models.messages import IDENTITY_KIND, Sender
 from router.errors import InvalidInput, NotFound
-from router.repo import events
+from router.repo import batch, events
 
 # Contacts this unit of work created (session.info key): they have no conversations yet.
 _FRESH = "careline.contacts.fresh"
@@ -32,6 +33,7 @@ def has_conversation(session: AsyncSession, contact: Contact) -> None:
 # The sender identities `resolve_contact` found or created (session.info key), held here
 # because the session's identity map only keeps weak references.
 _HELD = "careline.contacts.identities"
+_HELD_CONTACTS = "careline.contacts.contacts"
 
 
 def known_identity(session: AsyncSession, kind: str, value: str) -> ContactIdentity | None:
@@ -62,45 +64,30 @@ async def resolve_contact(
     to the person who already owns it (merging two contacts when both exist). Unverified
     values are only remembered as attributes, so nobody can claim another's identity.
     """
-    kind = IDENTITY_KIND[channel]
-    # A call's identity is a verified phone only when it is a parsed E.164 number: a caller
-    # id that does not parse ("raw:…") or a withheld one is remembered, never verified.
-    # An e-mail whose From: was not authenticated arrives as "unverified:<address>".
-    own_verified = (kind == "email" and not sender.external_id.startswith("unverified:")) or (
-        kind == "phone" and sender.phone_verified and sender.phone == sender.external_id
-    )
-    keys: list[tuple[str, str, bool]] = [(kind, sender.external_id, own_verified)]
-    if sender.phone and sender.phone_verified and kind != "phone":
-        keys.append(("phone", sender.phone, True))
-    if sender.email and sender.email_verified and kind != "email":
-        keys.append(("email", sender.email, True))
-
-    # One round trip for every key, with each identity's contact (a follow-up's
-    # `_live_contact` then reads it from the identity map).
-    rows = (
-        await session.execute(
-            select(ContactIdentity, Contact)
-            .join(Contact, Contact.id == ContactIdentity.contact_id)
-            .where(
-                or_(
-                    *(
-                        and_(ContactIdentity.kind == k, ContactIdentity.value == v)
-                        for k, v, _ in keys
-                    )
-                )
-            )
-        )
-    ).all()
-    # (`rows` holds the contacts: the identity map's references are weak.)
-    found: dict[tuple[str, str], ContactIdentity] = {(i.kind, i.value): i for i, _c in rows}
+    keys = sender_keys(channel, sender)
+    snap = batch.active(session)
+    found: dict[tuple[str, str], ContactIdentity]
+    if snap is not None and all((k, v) in snap.identities for k, v, _ in keys):
+        # Read ahead for the whole batch (and kept current by the units before this one).
+        found = {}
+        for k, v, _ in keys:
+            ident = snap.identities[(k, v)] or known_identity(session, k, v)
+            if ident is not None and inspect(ident).persistent:
+                found[(k, v)] = ident
+    else:
+        found = await _find_identities(session, [(k, v) for k, v, _ in keys])
 
     contact_ids = sorted({i.contact_id for i in found.values()})
     contacts = [await _live_contact(session, cid) for cid in contact_ids]
     contact: Contact | None = min(contacts, key=lambda c: c.id) if contacts else None
     if contact is None:
-        after_erasure = erasure_key is not None and await _was_erased(
-            session, erasure_key, [(k, v) for k, v, _ in keys]
-        )
+        pairs = [(k, v) for k, v, _ in keys]
+        if erasure_key is None:
+            after_erasure = False
+        elif snap is not None and all(p in snap.erased for p in pairs):
+            after_erasure = any(snap.erased[p] for p in pairs)
+        else:
+            after_erasure = await _was_erased(session, erasure_key, pairs)
         contact = Contact(
             name=sender.name, attributes={"after_erasure": True} if after_erasure else {}
         )
@@ -127,6 +114,8 @@ async def resolve_contact(
             ident = ContactIdentity(contact_id=contact.id, kind=k, value=v, verified=verified)
             session.add(ident)
             held.append(ident)
+            if snap is not None:
+                snap.identities[(k, v)] = ident
         else:
             held.append(found[(k, v)])
             if verified and not found[(k, v)].verified:
@@ -140,6 +129,93 @@ async def resolve_contact(
         contact.attributes = attrs
     await session.flush()
     return contact
+
+
+def sender_keys(channel: str, sender: Sender) -> list[tuple[str, str, bool]]:
+    """The identities a sender is known by: (kind, value, verified), the channel's own first."""
+    kind = IDENTITY_KIND[channel]
+    # A call's identity is a verified phone only when it is a parsed E.164 number: a caller
+    # id that does not parse ("raw:…") or a withheld one is remembered, never verified.
+    # An e-mail whose From: was not authenticated arrives as "unverified:<address>".
+    own_verified = (kind == "email" and not sender.external_id.startswith("unverified:")) or (
+        kind == "phone" and sender.phone_verified and sender.phone == sender.external_id
+    )
+    keys: list[tuple[str, str, bool]] = [(kind, sender.external_id, own_verified)]
+    if sender.phone and sender.phone_verified and kind != "phone":
+        keys.append(("phone", sender.phone, True))
+    if sender.email and sender.email_verified and kind != "email":
+        keys.append(("email", sender.email, True))
+    return keys
+
+
+async def _find_identities(
+    session: AsyncSession, pairs: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], ContactIdentity]:
+    """The identities of `pairs` that exist, each with its contact loaded: one round trip
+    (a follow-up's `_live_contact` then reads the contact from the identity map)."""
+    by_kind: dict[str, list[str]] = {}
+    for k, v in pairs:
+        by_kind.setdefault(k, []).append(v)
+    rows = (
+        await session.execute(
+            select(ContactIdentity, Contact)
+            .join(Contact, Contact.id == ContactIdentity.contact_id)
+            .where(
+                or_(
+                    *(
+                        and_(ContactIdentity.kind == k, ContactIdentity.value.in_(vs))
+                        for k, vs in sorted(by_kind.items())
+                    )
+                )
+            )
+        )
+    ).all()
+    found = {(i.kind, i.value): i for i, _c in rows}
+    # The contacts ride along with their identities (strong references through `found`'s
+    # objects are not enough: the identity map's references to contacts are weak).
+    found_contacts = [c for _i, c in rows]
+    session.info.setdefault(_HELD_CONTACTS, []).extend(found_contacts)
+    return found
+
+
+async def read_ahead(
+    session: AsyncSession,
+    senders: Sequence[tuple[str, Sender]],
+    *,
+    erasure_key: bytes | None,
+) -> list[int]:
+    """Load the identities of every sender of a batch in one query (and, for the senders
+    nobody knows yet, whether they were erased, in one more); the live contacts' ids."""
+    snap = batch.start(session)
+    per_sender = [[(k, v) for k, v, _ in sender_keys(ch, s)] for ch, s in senders]
+    wanted = sorted({p for pairs in per_sender for p in pairs} - snap.identities.keys())
+    if not wanted:
+        return []
+    found = await _find_identities(session, wanted)
+    for p in wanted:
+        snap.identities[p] = found.get(p)
+    snap.contacts.extend(session.info.get(_HELD_CONTACTS, ()))
+    if erasure_key is not None:
+        unknown = sorted(
+            {p for pairs in per_sender if not any(q in found for q in pairs) for p in pairs}
+        )
+        if unknown:
+            hashes = {identity_hash(erasure_key, k, v): (k, v) for k, v in unknown}
+            erased = set(
+                await session.scalars(
+                    select(ErasedIdentity.value_hash).where(
+                        ErasedIdentity.value_hash.in_(list(hashes))
+                    )
+                )
+            )
+            for h, p in hashes.items():
+                snap.erased[p] = h in erased
+    contacts = {i.contact_id for i in found.values()}
+    return sorted(
+        c.id
+        for c in snap.contacts
+        if c.id in contacts and c.merged_into_id is None and inspect(c).persistent
+    )
 
 
 async def _was_erased(session: AsyncSession, key: bytes, keys: list[tuple[str, str]]) -> bool:
@@ -184,6 +260,7 @@ async def merge_contacts(
     await session.execute(
         update(Conversation).where(Conversation.contact_id == other.id).values(contact_id=keep.id)
     )
+    batch.forget_conversations(session)
     await events.write_pending(session)  # this transaction's own events move too
     await session.execute(
         update(Event).where(Event.contact_id == other.id).values(contact_id=keep.id)

@@ -5,20 +5,25 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, case, or_, select
+from sqlalchemy import and_, case, inspect, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Attachment, Contact, Conversation, Message
-from models.messages import InboundMessage
+from models import Attachment, Contact, Conversation, Message, SlaTimer
+from models.messages import InboundMessage, Sender
 from models.vocab import ACTIVE_STATUSES, SENDER
 from router import metrics
 from router.errors import Conflict
 from router.flows.contacts import has_conversation, resolve_contact, without_conversations
+from router.flows.contacts import read_ahead as read_contacts
 from router.flows.route import after_inbound
+from router.group import ReadAhead
+from router.repo import batch
 from router.repo.access import hold_lock
 from router.repo.events import conv_event
 from router.runtime import Runtime
@@ -60,6 +65,7 @@ async def ingest(session: AsyncSession, rt: Runtime, msg: InboundMessage) -> Ing
                 result = await _ingest_new(session, rt, msg)
         except IntegrityError:
             log.info("ingest race, retrying", extra={"channel": msg.channel})
+            batch.drop(session)  # its objects may be expired or gone with the savepoint
             continue
         metrics.INGEST_TOTAL.labels(msg.channel, "stored").inc()
         metrics.INGEST_SECONDS.labels(msg.channel).observe(time.perf_counter() - started)
@@ -157,6 +163,22 @@ async def _resolve_conversation(
         # A contact created just now has no conversation to continue.
         return await _new_conversation(session, contact, msg, now), "new"
 
+    snap = batch.active(session)
+    if snap is not None and contact.id in snap.live:
+        # Read ahead (and locked) for the whole batch; a conversation an earlier unit of the
+        # batch created or reopened is the same object, so its status is current.
+        ahead = snap.live[contact.id]
+        if ahead is None:
+            return await _new_conversation(session, contact, msg, now), "new"
+        if inspect(ahead).persistent and ahead.contact_id == contact.id:
+            hold_lock(session, ahead.id)
+            if ahead.status in ACTIVE_STATUSES:
+                return ahead, "open"
+            if ahead.status == "resolved" and _within(ahead, now, window):
+                await _reopen(session, ahead, now)
+                return ahead, "reopened"
+        # Anything else (closed since, resolved too long ago): ask the database.
+
     # One look-up for both: the contact's live conversation if any (the newest), else the
     # last one resolved within the reopen window.
     live = Conversation.status.in_(ACTIVE_STATUSES)
@@ -205,7 +227,96 @@ async def _new_conversation(
     session.add(conv)
     await session.flush()
     has_conversation(session, contact)
+    snap = batch.active(session)
+    if snap is not None:
+        # The contact's next message in this batch continues it; it has no timers yet.
+        snap.live[contact.id] = conv
+        snap.timers[conv.id] = {}
     return conv
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """One inbound message of a group-commit batch, for `read_ahead`."""
+
+    rt: Runtime
+    channel: str
+    sender: Sender
+
+
+def ahead(rt: Runtime, channel: str, sender: Sender) -> ReadAhead:
+    """What `GroupCommit.run` reads ahead for a unit that ingests a message from `sender`."""
+    return ReadAhead(read_ahead, Ahead(rt, channel, sender))
+
+
+async def read_ahead(session: AsyncSession, items: Sequence[Any]) -> None:
+    """Before a batch's units run: their senders' identities, live conversations (locked, in
+    id order, so two batches never deadlock on them) and those conversations' timers, one
+    query each for the whole batch (`repo.batch`)."""
+    aheads = [i for i in items if isinstance(i, Ahead)]
+    if not aheads:
+        return
+    rt = aheads[0].rt
+    contact_ids = await read_contacts(
+        session,
+        [(a.channel, a.sender) for a in aheads],
+        erasure_key=rt.settings.erasure_hmac_key(),
+    )
+    snap = batch.start(session)
+    wanted = [c for c in contact_ids if c not in snap.live]
+    if not wanted:
+        return
+    now = rt.now()
+    window = timedelta(seconds=rt.policy.reopen_window_s)
+    live = Conversation.status.in_(ACTIVE_STATUSES)
+    convs = list(
+        await session.scalars(
+            select(Conversation)
+            .where(
+                Conversation.contact_id.in_(wanted),
+                or_(
+                    live,
+                    and_(
+                        Conversation.status == "resolved", Conversation.resolved_at >= now - window
+                    ),
+                ),
+            )
+            .order_by(Conversation.id)
+            .with_for_update()
+            # Re-read under the lock: rows loaded earlier in this transaction may be stale.
+            .execution_options(populate_existing=True)
+        )
+    )
+    best: dict[int, Conversation] = {}
+    for conv in convs:
+        hold_lock(session, conv.id)
+        have = best.get(conv.contact_id)
+        if have is None or _continue_rank(conv) < _continue_rank(have):
+            best[conv.contact_id] = conv
+    for cid in wanted:
+        snap.live[cid] = best.get(cid)
+    # Every locked conversation is held by `convs` until the batch ends (weak identity map).
+    snap.conversations.extend(convs)
+    if best:
+        ids = sorted(c.id for c in best.values())
+        rows = await session.scalars(
+            select(SlaTimer)
+            .where(SlaTimer.conversation_id.in_(ids))
+            .order_by(SlaTimer.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        for cid in ids:
+            snap.timers[cid] = {}
+        for row in rows:
+            snap.timers[row.conversation_id][row.kind] = row
+
+
+def _continue_rank(conv: Conversation) -> tuple[int, float, int]:
+    """The order `_resolve_conversation` picks in: live first, then the latest resolved, then
+    the newest."""
+    resolved = conv.resolved_at.timestamp() if conv.resolved_at is not None else float("inf")
+    return (0 if conv.status in ACTIVE_STATUSES else 1, -resolved, -conv.id)
 
 
 def _within(conv: Conversation, now: datetime, window: timedelta) -> bool:
@@ -213,6 +324,10 @@ def _within(conv: Conversation, now: datetime, window: timedelta) -> bool:
 
 
 async def _reopen(session: AsyncSession, conv: Conversation, now: datetime) -> None:
+    snap = batch.active(session)
+    if snap is not None:
+        # Which conversation the contact's next message continues is the database's to say.
+        snap.live.pop(conv.contact_id, None)
     conv.status = "open"
     conv.resolved_at = None
     conv.updated_at = now

@@ -18,6 +18,7 @@ from router import metrics
 from router.decide import breach, sla
 from router.decide.sla import BusinessCalendar
 from router.flows import assignment
+from router.repo import batch
 from router.repo.access import holds_lock, is_postgres
 from router.repo.events import conv_event, write_pending
 from router.repo.queues import queue_by_name, queue_of
@@ -64,6 +65,11 @@ async def _rows(session: AsyncSession, rt: Runtime, conv_id: int) -> dict[str, S
     before timers, so the two never deadlock; and a timer due "now" is fired by whichever
     transaction holds the lock, the other one then reads it already fired (never twice).
     """
+    snap = batch.active(session)
+    if snap is not None and conv_id in snap.timers:
+        # Read ahead under the batch's lock on the conversation (or created in this
+        # transaction); units before this one changed and added the same objects.
+        return snap.timers[conv_id]
     stmt = select(SlaTimer).where(SlaTimer.conversation_id == conv_id).order_by(SlaTimer.id)
     if is_postgres(session):
         if not holds_lock(session, conv_id):
@@ -75,6 +81,15 @@ async def _rows(session: AsyncSession, rt: Runtime, conv_id: int) -> dict[str, S
     return {r.kind: r for r in await session.scalars(stmt)}
 
 
+def _created(session: AsyncSession, conv_id: int) -> dict[str, SlaTimer]:
+    """A conversation created in this transaction has no timers yet: nothing to read or
+    lock. In a batch, the (empty) entry is the snapshot's, so its next message sees them."""
+    snap = batch.active(session)
+    if snap is None:
+        return {}
+    return snap.timers.setdefault(conv_id, {})
+
+
 async def apply_event(
     session: AsyncSession, rt: Runtime, conv: Conversation, event: str, now: datetime
 ) -> None:
@@ -84,7 +99,7 @@ async def apply_event(
     target = rt.policy.sla_for(q.name, conv.priority)
     cal = _calendar(rt, q.name)
     # A conversation created in this transaction has no timers yet: nothing to read or lock.
-    rows = {} if event == "created" else await _rows(session, rt, conv.id)
+    rows = await _rows(session, rt, conv.id) if event != "created" else _created(session, conv.id)
     # Fire what is already due first, so a pause or stop never swallows a warning or breach.
     for row in rows.values():
         if row.next_fire_at is not None and row.next_fire_at <= now:
@@ -98,6 +113,7 @@ async def apply_event(
         if existing is None:
             existing = SlaTimer(conversation_id=conv.id, kind=kind, created_at=now)
             session.add(existing)
+            rows[kind] = existing  # (the batch's snapshot, when `rows` is its entry)
         _write(existing, t, now)
     await session.flush()
 

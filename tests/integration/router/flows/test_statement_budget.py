@@ -5,11 +5,13 @@ statements (the performance work aims at a handful per message)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import event
 
 from router.runtime import Runtime
@@ -56,3 +58,22 @@ async def test_the_statement_count_per_message_stays_within_budget(
     counts = {"new": len(new), "follow_up": len(follow_up), "new_agent_online": len(with_agent)}
     for case, n in counts.items():
         assert 0 < n <= BUDGET[case][backend], (case, n, BUDGET[case][backend])
+
+
+# A follow-up inside a batch of eight (PostgreSQL: group commit), per message: its sender,
+# conversation, timers and the agents are read once for the batch (router.repo.batch).
+BATCH_BUDGET = 6
+
+
+async def test_a_follow_up_in_a_batch_costs_fewer_statements_than_alone(
+    client: httpx.AsyncClient, rt: Runtime, backend: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("batches form on PostgreSQL; SQLite writes one unit at a time")
+    users = [f"b{i}" for i in range(8)]
+    for u in users:
+        await app_inbound(client, u, f"{u}-0", "hola, una pregunta")
+    with counting(rt) as seen:
+        await asyncio.gather(*(app_inbound(client, u, f"{u}-1", "y la factura") for u in users))
+    per_message = len(seen) / len(users)
+    assert 0 < per_message <= BATCH_BUDGET, (per_message, seen)

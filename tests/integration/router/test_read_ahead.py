@@ -1,0 +1,200 @@
+"""The batch's read-ahead (router.repo.batch, flows.ingest.read_ahead) on a real PostgreSQL:
+a batch looks each sender, conversation and timer set up once, and what it stores is exactly
+what one-by-one ingest stores: one conversation per contact, each timer once, capacity
+respected, and a failed unit in the middle leaves the units after it correct."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select
+
+from models import Contact, Conversation, Message, SlaTimer
+from models.messages import InboundMessage, Sender
+from router.errors import InvalidInput
+from router.flows import ingest
+from router.runtime import Runtime
+from tests.conftest import make_agent
+
+
+@pytest.fixture
+def pg(backend: str) -> None:
+    if backend != "postgresql":
+        pytest.skip("read-ahead serves group commit batches, which form on PostgreSQL only")
+
+
+def _msg(rt: Runtime, user: str, ext: str, text: str) -> InboundMessage:
+    return InboundMessage(
+        channel="app",
+        external_id=ext,
+        sender=Sender(external_id=user),
+        text=text,
+        received_at=rt.now(),
+    )
+
+
+async def _batch(rt: Runtime, msgs: list[InboundMessage]) -> list[Any]:
+    """Submit every message at once: the runner finds them all pending (one or two batches)."""
+    return await asyncio.gather(
+        *(
+            rt.group.submit(
+                lambda s, m=m: ingest.ingest(s, rt, m),
+                key=f"app:{m.sender.external_id}",
+                isolated=True,
+                ahead=ingest.ahead(rt, m.channel, m.sender),
+            )
+            for m in msgs
+        ),
+        return_exceptions=True,
+    )
+
+
+@contextmanager
+def statements(rt: Runtime) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    engine = rt.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+async def _store_state(rt: Runtime) -> tuple[Counter[str], Counter[tuple[int, str]], int]:
+    async with rt.db.session() as s:
+        convs = Counter(
+            n
+            for n in await s.scalars(
+                select(Contact.name).join(Conversation, Conversation.contact_id == Contact.id)
+            )
+        )
+        timers = Counter(
+            (cid, kind)
+            for cid, kind in (await s.execute(select(SlaTimer.conversation_id, SlaTimer.kind)))
+        )
+        stored = int(await s.scalar(select(func.count()).select_from(Message)) or 0)
+    return convs, timers, stored
+
+
+async def test_a_batch_reads_each_sender_once_and_stores_what_one_by_one_would(
+    rt: Runtime, pg: None
+) -> None:
+    # Three known customers with an open conversation each, then a batch: two follow-ups
+    # each, and two new customers writing twice each.
+    for u in ("k1", "k2", "k3"):
+        [first] = await _batch(rt, [_msg(rt, u, f"{u}-0", "quiero una cita")])
+        assert isinstance(first, ingest.IngestResult)
+    batches = rt.group.batches
+    msgs = [_msg(rt, u, f"{u}-{i}", f"otra cosa {i}") for u in ("k1", "k2", "k3") for i in (1, 2)]
+    msgs += [_msg(rt, u, f"{u}-{i}", "hola, una factura") for u in ("n1", "n2") for i in (0, 1)]
+    with statements(rt) as seen:
+        results = await _batch(rt, msgs)
+    assert all(isinstance(r, ingest.IngestResult) for r in results), results
+    assert rt.group.batches - batches <= 2  # written together, not one transaction each
+
+    # One conversation per contact: the follow-ups continued theirs, a new customer's
+    # second message continued the conversation their first one opened in the same batch.
+    by_user: dict[str, set[int]] = {}
+    for m, r in zip(msgs, results, strict=True):
+        by_user.setdefault(m.sender.external_id, set()).add(r.conversation_id)
+    assert all(len(ids) == 1 for ids in by_user.values()), by_user
+    async with rt.db.session() as s:
+        contacts = int(await s.scalar(select(func.count()).select_from(Contact)) or 0)
+        convs = int(await s.scalar(select(func.count()).select_from(Conversation)) or 0)
+        kinds = [
+            (cid, kind)
+            for cid, kind in await s.execute(select(SlaTimer.conversation_id, SlaTimer.kind))
+        ]
+    assert contacts == 5
+    assert convs == 5
+    assert len(kinds) == len(set(kinds)), "a timer armed twice"
+
+    # The look-ups a unit used to make each: once per batch now.
+    identity_reads = [q for q in seen if q.startswith("SELECT contact_identities")]
+    conv_reads = [q for q in seen if q.startswith("SELECT conversations.") and "FOR UPDATE" in q]
+    timer_reads = [q for q in seen if q.startswith("SELECT sla_timers")]
+    n_batches = rt.group.batches - batches
+    assert len(identity_reads) <= n_batches, identity_reads
+    assert len(conv_reads) <= n_batches, conv_reads
+    assert len(timer_reads) <= n_batches, timer_reads
+
+
+async def test_assignment_in_a_batch_sees_the_loads_of_the_units_before(
+    rt: Runtime, pg: None
+) -> None:
+    """The loads are read once per batch; an assignment by one unit counts for the next, so
+    an agent with room for one gets one, not the whole batch."""
+    agent_id, _ = await make_agent(rt, name="Ana", role="agent_l1", languages=["es"], capacity=1)
+    results = await _batch(
+        rt, [_msg(rt, f"c{i}", f"c{i}-0", "necesito una cita") for i in range(6)]
+    )
+    assert all(isinstance(r, ingest.IngestResult) for r in results), results
+    async with rt.db.session() as s:
+        assigned = int(
+            await s.scalar(
+                select(func.count())
+                .select_from(Conversation)
+                .where(Conversation.assignee_id == agent_id)
+            )
+            or 0
+        )
+    assert assigned == 1
+
+
+async def test_a_failed_unit_mid_batch_leaves_the_later_units_correct(
+    rt: Runtime, pg: None
+) -> None:
+    """A unit that fails after writing rolls its savepoint back; the snapshot read before it
+    may name objects the rollback expired, so the units after it look up for themselves."""
+    [first] = await _batch(rt, [_msg(rt, "k1", "k1-0", "quiero una cita")])
+    assert isinstance(first, ingest.IngestResult)
+
+    async def failing(s: Any) -> None:
+        await ingest.ingest(s, rt, _msg(rt, "k1", "k1-bad", "esto falla"))
+        raise InvalidInput("bad record")  # after its writes: they must vanish
+
+    msgs = [_msg(rt, "k1", f"k1-{i}", f"otra cosa {i}") for i in (1, 2)]
+    jobs = [
+        rt.group.submit(
+            lambda s, m=m: ingest.ingest(s, rt, m),
+            key=f"a{i}",
+            isolated=True,
+            ahead=ingest.ahead(rt, m.channel, m.sender),
+        )
+        for i, m in enumerate(msgs[:1])
+    ]
+    jobs.append(
+        rt.group.submit(failing, key="b", ahead=ingest.ahead(rt, "app", Sender(external_id="k1")))
+    )
+    jobs.append(
+        rt.group.submit(
+            lambda s: ingest.ingest(s, rt, msgs[1]),
+            key="c",
+            isolated=True,
+            ahead=ingest.ahead(rt, "app", msgs[1].sender),
+        )
+    )
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    assert isinstance(results[1], InvalidInput)
+    ok = [r for r in results if isinstance(r, ingest.IngestResult)]
+    assert len(ok) == 2
+    assert {r.conversation_id for r in ok} == {first.conversation_id}
+    async with rt.db.session() as s:
+        texts = set(
+            await s.scalars(
+                select(Message.text).where(Message.conversation_id == first.conversation_id)
+            )
+        )
+    assert "esto falla" not in texts
+    assert {"otra cosa 1", "otra cosa 2"} <= texts
+    _convs, timers, _ = await _store_state(rt)
+    assert all(n == 1 for n in timers.values()), timers

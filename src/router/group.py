@@ -46,6 +46,16 @@ Unit = Callable[[AsyncSession], Awaitable[Any]]
 _RETRY_ALONE_SQLSTATES = frozenset({"40P01", "40001"})
 
 
+# session.info key: this batch runs its units without savepoints (`without_savepoints`).
+_OPTIMISTIC = "careline.group.optimistic"
+
+
+def without_savepoints(session: AsyncSession) -> bool:
+    """Whether a unit may skip its own savepoint: any failure in this batch rolls all of it
+    back and the batch is written again with savepoints (so a unit's failure is its own)."""
+    return bool(session.info.get(_OPTIMISTIC))
+
+
 def _retry_alone(error: BaseException) -> bool:
     e: BaseException | None = error
     for _ in range(5):
@@ -137,6 +147,23 @@ class GroupCommit:
             task.add_done_callback(self._active.discard)
         return await job.future
 
+    async def _write_optimistic(self, batch: list[_Job]) -> bool:
+        """Savepoints cost two statements a unit; a batch almost never needs them. Try
+        without; whether the batch is answered (written, or failed as unavailable)."""
+        done, unavailable = await _optimistic_attempt(self.db, batch)
+        if unavailable is not None:
+            for job in batch:
+                _fail(job, unavailable)
+            return True
+        if done is None:
+            return False
+        self.batches += 1
+        self.units += len(done)
+        for job, result in done:
+            if not job.future.done():
+                job.future.set_result(result)
+        return True
+
     async def _runner(self) -> None:
         while self._pending:
             batch: list[_Job] = []
@@ -149,7 +176,9 @@ class GroupCommit:
                 batch.sort(key=lambda j: j.key)
                 await self._write(batch)
 
-    async def _write(self, batch: list[_Job]) -> None:
+    async def _write(self, batch: list[_Job], *, savepoints: bool = False) -> None:
+        if not savepoints and await self._write_optimistic(batch):
+            return
         done: list[tuple[_Job, Any]] = []
         alone: list[_Job] = []
         try:
@@ -196,6 +225,27 @@ class GroupCommit:
                 job.future.set_result(result)
         for job in alone:
             await self._write([job])
+
+
+async def _optimistic_attempt(
+    db: Database, batch: list[_Job]
+) -> tuple[list[tuple[_Job, Any]] | None, BaseException | None]:
+    """Every unit of `batch` in one transaction with no savepoint: (results, None) once
+    committed; (None, error) when the database is unavailable; (None, None) when anything
+    else failed (nothing of the batch is written; it goes again with savepoints)."""
+    done: list[tuple[_Job, Any]] = []
+    try:
+        async with db.session() as session:
+            session.info[_OPTIMISTIC] = True
+            await _read_ahead(session, batch)
+            for job in batch:
+                done.append((job, await job.unit(session)))
+    except Exception as exc:
+        if is_unavailable(exc):
+            return None, exc
+        log.debug("optimistic batch failed; writing it again with savepoints", exc_info=exc)
+        return None, None
+    return done, None
 
 
 async def _read_ahead(session: AsyncSession, batch: list[_Job]) -> None:

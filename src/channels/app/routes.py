@@ -32,7 +32,7 @@ async def inbound(
         lambda s: ingest.ingest(s, rt, msg),
         key=f"{msg.channel}:{msg.sender.external_id}",
         isolated=True,
-        ahead=ingest.ahead(rt, msg.channel, msg.sender),
+        ahead=ingest.ahead(rt, msg.channel, msg.sender, msg.external_id),
     )
     return InboundResult(
         conversation_id=res.conversation_id, message_id=res.message_id, duplicate=res.duplicate

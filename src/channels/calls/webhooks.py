@@ -154,6 +154,6 @@ async def _grouped(rt: Runtime, session: AsyncSession, msg: InboundMessage) -> i
         lambda s: ingest.ingest(s, rt, msg),
         key=f"{msg.channel}:{msg.sender.external_id}",
         isolated=True,
-        ahead=ingest.ahead(rt, msg.channel, msg.sender),
+        ahead=ingest.ahead(rt, msg.channel, msg.sender, msg.external_id),
     )
     return res

@@ -82,7 +82,7 @@ class Prepared:
         parsed = self.parsed
         verdict = sender_authenticated(rt.settings, parsed.auth_results, parsed.from_addr)
         sender = parsed.from_addr if verdict.authenticated else UNVERIFIED + parsed.from_addr
-        return ingest_ahead(rt, "email", Sender(external_id=sender))
+        return ingest_ahead(rt, "email", Sender(external_id=sender), self.external_id)
 
 
 async def receive(

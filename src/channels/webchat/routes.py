@@ -548,7 +548,7 @@ async def _on_message(
             lambda s: ingest(s, rt, msg),
             key=f"webchat:{conn.visitor_id}",
             isolated=True,
-            ahead=ingest_ahead(rt, msg.channel, msg.sender),
+            ahead=ingest_ahead(rt, msg.channel, msg.sender, msg.external_id),
         )
     except RouterError as exc:
         # Not stored, so no ack: the widget keeps the message and sends it again.

@@ -22,7 +22,7 @@ from router.errors import Conflict
 from router.flows.contacts import has_conversation, resolve_contact, without_conversations
 from router.flows.contacts import read_ahead as read_contacts
 from router.flows.route import after_inbound
-from router.group import ReadAhead
+from router.group import ReadAhead, without_savepoints
 from router.repo import batch
 from router.repo.access import hold_lock
 from router.repo.events import conv_event
@@ -54,6 +54,19 @@ async def ingest(session: AsyncSession, rt: Runtime, msg: InboundMessage) -> Ing
     savepoint; the retry then finds it.
     """
     started = time.perf_counter()
+    snap = batch.active(session)
+    key = (msg.channel, msg.external_id)
+    if snap is not None and snap.messages.get(key) is not None:
+        # Read ahead for the batch (or stored by an earlier unit of it): a copy.
+        conv_id, msg_id = snap.messages[key]  # type: ignore[misc]
+        metrics.INGEST_TOTAL.labels(msg.channel, "duplicate").inc()
+        return IngestResult(conv_id, msg_id, duplicate=True)
+    if without_savepoints(session):
+        # An optimistic batch (router.group): no savepoint of our own. A conflict fails the
+        # whole batch, which is then written again with savepoints, and the loop below
+        # answers the race.
+        result = await _ingest_new(session, rt, msg)
+        return _stored(session, msg, result, started)
     for attempt in range(4):
         if attempt:
             found = await _existing(session, msg.channel, msg.external_id)
@@ -67,10 +80,20 @@ async def ingest(session: AsyncSession, rt: Runtime, msg: InboundMessage) -> Ing
             log.info("ingest race, retrying", extra={"channel": msg.channel})
             batch.drop(session)  # its objects may be expired or gone with the savepoint
             continue
-        metrics.INGEST_TOTAL.labels(msg.channel, "stored").inc()
-        metrics.INGEST_SECONDS.labels(msg.channel).observe(time.perf_counter() - started)
-        return result
+        return _stored(session, msg, result, started)
     raise Conflict("could not store the message after repeated conflicts; retry")
+
+
+def _stored(
+    session: AsyncSession, msg: InboundMessage, result: IngestResult, started: float
+) -> IngestResult:
+    snap = batch.active(session)
+    if snap is not None:
+        # A copy later in the same batch is answered "duplicate" without a conflict.
+        snap.messages[(msg.channel, msg.external_id)] = (result.conversation_id, result.message_id)
+    metrics.INGEST_TOTAL.labels(msg.channel, "stored").inc()
+    metrics.INGEST_SECONDS.labels(msg.channel).observe(time.perf_counter() - started)
+    return result
 
 
 async def _ingest_new(session: AsyncSession, rt: Runtime, msg: InboundMessage) -> IngestResult:
@@ -242,11 +265,13 @@ class Ahead:
     rt: Runtime
     channel: str
     sender: Sender
+    external_id: str | None = None  # its de-dup key, when known before the unit runs
 
 
-def ahead(rt: Runtime, channel: str, sender: Sender) -> ReadAhead:
-    """What `GroupCommit.run` reads ahead for a unit that ingests a message from `sender`."""
-    return ReadAhead(read_ahead, Ahead(rt, channel, sender))
+def ahead(rt: Runtime, channel: str, sender: Sender, external_id: str | None = None) -> ReadAhead:
+    """What `GroupCommit.run` reads ahead for a unit that ingests a message from `sender`
+    (with `external_id`: whether it is a copy of one already stored)."""
+    return ReadAhead(read_ahead, Ahead(rt, channel, sender, external_id))
 
 
 async def read_ahead(session: AsyncSession, items: Sequence[Any]) -> None:
@@ -257,12 +282,33 @@ async def read_ahead(session: AsyncSession, items: Sequence[Any]) -> None:
     if not aheads:
         return
     rt = aheads[0].rt
+    snap = batch.start(session)
+    keys: list[tuple[str, str]] = sorted(
+        {(a.channel, a.external_id) for a in aheads if a.external_id is not None}
+        - snap.messages.keys()
+    )
+    if keys:
+        by_channel: dict[str, list[str]] = {}
+        for channel, external_id in keys:
+            by_channel.setdefault(channel, []).append(external_id)
+        for key in keys:
+            snap.messages[key] = None
+        for ch, ext, conv_id, msg_id in await session.execute(
+            select(Message.channel, Message.external_id, Message.conversation_id, Message.id).where(
+                or_(
+                    *(
+                        and_(Message.channel == ch, Message.external_id.in_(exts))
+                        for ch, exts in sorted(by_channel.items())
+                    )
+                )
+            )
+        ):
+            snap.messages[(ch, str(ext))] = (conv_id, msg_id)
     contact_ids = await read_contacts(
         session,
         [(a.channel, a.sender) for a in aheads],
         erasure_key=rt.settings.erasure_hmac_key(),
     )
-    snap = batch.start(session)
     wanted = [c for c in contact_ids if c not in snap.live]
     if not wanted:
         return

@@ -29,6 +29,9 @@ _KEY = "careline.batch.snapshot"
 
 @dataclass
 class Snapshot:
+    # (channel, external_id) → (conversation id, message id) of the stored copy, or None:
+    # looked up and not stored (yet: a unit that stores it records it here).
+    messages: dict[tuple[str, str], tuple[int, int] | None] = field(default_factory=dict)
     # (kind, value) → the identity, or None: looked up and absent.
     identities: dict[tuple[str, str], ContactIdentity | None] = field(default_factory=dict)
     # Strong references: the session's identity map only keeps weak ones.

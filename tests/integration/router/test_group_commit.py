@@ -212,3 +212,42 @@ async def test_requests_waiting_on_a_batch_hold_no_pooled_connection(rt: Runtime
     finally:
         await small.dispose()
     assert codes == [200] * 12
+
+
+async def test_a_batch_runs_without_savepoints_until_a_unit_fails(rt: Runtime, pg: None) -> None:
+    """Savepoints cost two statements a unit: a batch first goes without. When a unit fails,
+    nothing of that attempt is kept and the batch goes again with savepoints, so only the
+    failing unit fails (and the others are written once, not twice)."""
+    seen: list[str] = []
+
+    def count(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        seen.append(statement.split(None, 1)[0].upper())
+
+    async def unit(s: AsyncSession, i: int, fail: bool) -> int:
+        s.add(Contact(name=f"c{i:02d}", attributes={}))
+        await s.flush()
+        if fail and i == 13:
+            raise InvalidInput("bad record")
+        return i
+
+    engine = rt.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        clean = await asyncio.gather(
+            *(rt.group.submit(lambda s, i=i: unit(s, i, False)) for i in range(8))
+        )
+        assert clean == list(range(8))
+        assert "SAVEPOINT" not in seen
+        seen.clear()
+        mixed = await asyncio.gather(
+            *(rt.group.submit(lambda s, i=i: unit(s, i + 10, True)) for i in range(8)),
+            return_exceptions=True,
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert "SAVEPOINT" in seen  # the second attempt
+    assert [type(r).__name__ for r in mixed].count("InvalidInput") == 1
+    names = await _names(rt)
+    assert names == sorted(
+        [f"c{i:02d}" for i in range(8)] + [f"c{i:02d}" for i in range(10, 18) if i != 13]
+    )

@@ -46,7 +46,7 @@ async def _batch(rt: Runtime, msgs: list[InboundMessage]) -> list[Any]:
                 lambda s, m=m: ingest.ingest(s, rt, m),
                 key=f"app:{m.sender.external_id}",
                 isolated=True,
-                ahead=ingest.ahead(rt, m.channel, m.sender),
+                ahead=ingest.ahead(rt, m.channel, m.sender, m.external_id),
             )
             for m in msgs
         ),
@@ -96,10 +96,19 @@ async def test_a_batch_reads_each_sender_once_and_stores_what_one_by_one_would(
     batches = rt.group.batches
     msgs = [_msg(rt, u, f"{u}-{i}", f"otra cosa {i}") for u in ("k1", "k2", "k3") for i in (1, 2)]
     msgs += [_msg(rt, u, f"{u}-{i}", "hola, una factura") for u in ("n1", "n2") for i in (0, 1)]
+    # A provider's retry of a message stored before, and two copies of one in the batch.
+    copies = [_msg(rt, "k2", "k2-0", "quiero una cita"), _msg(rt, "k1", "k1-1", "otra cosa 1")]
     with statements(rt) as seen:
-        results = await _batch(rt, msgs)
+        results = await _batch(rt, msgs + copies)
     assert all(isinstance(r, ingest.IngestResult) for r in results), results
     assert rt.group.batches - batches <= 2  # written together, not one transaction each
+    *results, old_copy, new_copy = results
+    assert old_copy.duplicate
+    assert new_copy.duplicate
+    assert new_copy.message_id == results[0].message_id
+    assert not any(r.duplicate for r in results)
+    # Copies known ahead are answered without a conflict: no batch had to go again.
+    assert not [q for q in seen if q.startswith("SAVEPOINT")]
 
     # One conversation per contact: the follow-ups continued theirs, a new customer's
     # second message continued the conversation their first one opened in the same batch.

@@ -21,7 +21,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Contact, ContactIdentity, Conversation, SlaTimer
+from models import Contact, ContactIdentity, Conversation, OutboxItem, SlaTimer
 from router.decide.assign import AgentLoad
 
 _KEY = "careline.batch.snapshot"
@@ -48,6 +48,10 @@ class Snapshot:
     loads: dict[int | None, list[AgentLoad]] = field(default_factory=dict)
     # queue id → median handle time over the last 24 h (None: no data).
     medians: dict[int, float | None] = field(default_factory=dict)
+    # outbox item id → the item (None: gone), for recording delivery outcomes.
+    outbox: dict[int, OutboxItem | None] = field(default_factory=dict)
+    # Rows read ahead that units find with `session.get` (strong references).
+    held: list[object] = field(default_factory=list)
 
 
 def start(session: AsyncSession) -> Snapshot:

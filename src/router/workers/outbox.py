@@ -15,6 +15,7 @@ from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +25,8 @@ from models import Attachment, ContactIdentity, Conversation, Message, OutboxIte
 from models.messages import IDENTITY_KIND, AttachmentRef, DeliveryResult, OutboundMessage
 from router import metrics
 from router.db import log_job_failure
+from router.group import ReadAhead
+from router.repo import batch
 from router.repo.access import locked
 from router.repo.events import conv_event
 from router.runtime import Runtime
@@ -179,7 +182,9 @@ class OutboxWorker:
         # Outcomes that arrive together share a transaction (router.group), as inbound
         # deliveries do: each acknowledgement sent used to pay a unit of work of its own.
         await self.rt.group.submit(
-            lambda session: self._record_in(session, c, result, error), key=f"outbox:{c.id}"
+            lambda session: self._record_in(session, c, result, error),
+            key=f"outbox:{c.id}",
+            ahead=ReadAhead(_read_records, c),
         )
 
     async def _record_in(
@@ -191,13 +196,21 @@ class OutboxWorker:
     ) -> None:
         rt = self.rt
         now = rt.now()
-        item = await session.scalar(
-            select(OutboxItem).where(
-                OutboxItem.id == c.id,
-                OutboxItem.status == "sending",
-                OutboxItem.attempts == c.attempts,
+        snap = batch.active(session)
+        item: OutboxItem | None
+        if snap is not None and c.id in snap.outbox:
+            # Read ahead for the batch (with its message and conversation).
+            item = snap.outbox[c.id]
+            if item is not None and (item.status != "sending" or item.attempts != c.attempts):
+                item = None
+        else:
+            item = await session.scalar(
+                select(OutboxItem).where(
+                    OutboxItem.id == c.id,
+                    OutboxItem.status == "sending",
+                    OutboxItem.attempts == c.attempts,
+                )
             )
-        )
         if item is None:
             log.warning("outbox claim lost before recording", extra={"outbox_id": c.id})
             return
@@ -282,6 +295,29 @@ async def retry_dead(rt: Runtime, outbox_id: int) -> bool:
         )
         wake_after_commit(session, "outbox")
         return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def _read_records(session: AsyncSession, claims: list[Any]) -> None:
+    """Before a batch of delivery outcomes is recorded: their outbox items, messages and
+    conversations, one query each (each `_record_in` then finds them in the session)."""
+    items = [c for c in claims if isinstance(c, Claimed)]
+    if not items:
+        return
+    snap = batch.start(session)
+    ids = sorted({c.id for c in items})
+    found = {
+        o.id: o for o in await session.scalars(select(OutboxItem).where(OutboxItem.id.in_(ids)))
+    }
+    for i in ids:
+        snap.outbox[i] = found.get(i)
+    msgs = await session.scalars(
+        select(Message).where(Message.id.in_(sorted({c.message_id for c in items})))
+    )
+    convs = await session.scalars(
+        select(Conversation).where(Conversation.id.in_(sorted({c.conversation_id for c in items})))
+    )
+    # Strong references: the identity map's are weak, and `session.get` must find them.
+    snap.held.extend([*msgs, *convs])
 
 
 async def _outbound(session: AsyncSession, message_ids: list[int]) -> dict[int, OutboundMessage]:

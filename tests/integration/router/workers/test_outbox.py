@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from channels.base import DeliveryError
 from models import Event, Message, OutboxItem
@@ -161,3 +161,46 @@ async def test_unreachable_recipient_is_marked_and_replies_refused(
     )
     assert r.status_code == 409
     assert "unreachable" in r.json()["detail"]
+
+
+async def test_outcomes_recorded_together_read_their_rows_once(
+    client: httpx.AsyncClient, rt: Runtime, fake_app_channel: FakeChannel, backend: str
+) -> None:
+    """Delivery outcomes that arrive together share a batch (PostgreSQL); their outbox items,
+    messages and conversations are read once for it, and each is still recorded in full."""
+    for i in range(6):
+        r = await client.post(
+            "/api/v1/inbound",
+            json={
+                "contact": {"external_id": f"b{i}"},
+                "message": {"external_id": f"b{i}-0", "text": "Hola, una cita"},
+            },
+            headers=ADMIN,
+        )
+        assert r.status_code == 200, r.text
+    seen: list[str] = []
+
+    def count(_c: object, _cur: object, statement: str, *_a: object) -> None:
+        seen.append(" ".join(statement.split()))
+
+    engine = rt.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        await drain(OutboxWorker(rt))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    async with rt.db.session() as s:
+        items = list(await s.scalars(select(OutboxItem)))
+        delivered = list(
+            await s.scalars(select(Event.data).where(Event.type == "message.delivered"))
+        )
+        statuses = list(
+            await s.scalars(select(Message.delivery_status).where(Message.direction == "out"))
+        )
+    assert len(items) == 6
+    assert {i.status for i in items} == {"delivered"}
+    assert len(delivered) == 6
+    assert statuses == ["sent"] * 6
+    one_by_one = [q for q in seen if q.startswith("SELECT outbox.") and "outbox.id = " in q]
+    if backend == "postgresql":
+        assert len(one_by_one) < 6, one_by_one  # read ahead per batch, not per outcome

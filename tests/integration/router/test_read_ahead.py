@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from models import Contact, Conversation, Message, SlaTimer
 from models.messages import InboundMessage, Sender
@@ -20,6 +18,7 @@ from router.errors import InvalidInput
 from router.flows import ingest
 from router.runtime import Runtime
 from tests.conftest import make_agent
+from tests.support.sql import recorded
 
 
 @pytest.fixture
@@ -54,21 +53,6 @@ async def _batch(rt: Runtime, msgs: list[InboundMessage]) -> list[Any]:
     )
 
 
-@contextmanager
-def statements(rt: Runtime) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
-        seen.append(" ".join(statement.split()))
-
-    engine = rt.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 async def _store_state(rt: Runtime) -> tuple[Counter[str], Counter[tuple[int, str]], int]:
     async with rt.db.session() as s:
         convs = Counter(
@@ -98,7 +82,7 @@ async def test_a_batch_reads_each_sender_once_and_stores_what_one_by_one_would(
     msgs += [_msg(rt, u, f"{u}-{i}", "hola, una factura") for u in ("n1", "n2") for i in (0, 1)]
     # A provider's retry of a message stored before, and two copies of one in the batch.
     copies = [_msg(rt, "k2", "k2-0", "quiero una cita"), _msg(rt, "k1", "k1-1", "otra cosa 1")]
-    with statements(rt) as seen:
+    with recorded(rt) as seen:
         results = await _batch(rt, msgs + copies)
     assert all(isinstance(r, ingest.IngestResult) for r in results), results
     assert rt.group.batches - batches <= 2  # written together, not one transaction each

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from channels.base import DeliveryError
 from models import Event, Message, OutboxItem
@@ -13,6 +13,7 @@ from router.runtime import Runtime
 from router.workers.outbox import OutboxWorker, backoff_delay
 from tests.conftest import ADMIN
 from tests.support.fakes import FakeChannel, FakeClock
+from tests.support.sql import recorded
 
 
 async def reply(
@@ -178,17 +179,8 @@ async def test_outcomes_recorded_together_read_their_rows_once(
             headers=ADMIN,
         )
         assert r.status_code == 200, r.text
-    seen: list[str] = []
-
-    def count(_c: object, _cur: object, statement: str, *_a: object) -> None:
-        seen.append(" ".join(statement.split()))
-
-    engine = rt.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with recorded(rt) as seen:
         await drain(OutboxWorker(rt))
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
     async with rt.db.session() as s:
         items = list(await s.scalars(select(OutboxItem)))
         delivered = list(

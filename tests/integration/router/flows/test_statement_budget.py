@@ -8,15 +8,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
 
 from router.runtime import Runtime
 from tests.conftest import make_agent
 from tests.support.factories import app_inbound
+from tests.support.sql import recorded
 
 # Per backend: PostgreSQL takes row locks SQLite does not need; both include the search
 # index rows (router.repo.search) written at commit.
@@ -29,19 +28,14 @@ BUDGET = {
 
 @contextmanager
 def counting(rt: Runtime) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        # Transaction control is not work the message asks for.
-        if statement.split(None, 1)[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
-            seen.append(statement)
-
-    engine = rt.db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+    """The statements the block sends, less transaction control (not work a message asks
+    for); the list is filled when the block ends."""
+    work: list[str] = []
+    with recorded(rt) as seen:
+        yield work
+    work.extend(
+        q for q in seen if q.split(None, 1)[0].upper() not in ("BEGIN", "COMMIT", "ROLLBACK")
+    )
 
 
 async def test_the_statement_count_per_message_stays_within_budget(

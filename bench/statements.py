@@ -30,7 +30,7 @@ BATCH = 8  # concurrent follow-ups, for the per-message count inside one batch
 _CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
 
 
-async def count(db: str, pg_url: str) -> dict[str, int]:
+async def count(db: str, pg_url: str, show: bool = False) -> dict[str, int]:
     async with ingest_app(db, pg_url) as (rt, app):
         seen: list[str] = []
 
@@ -53,6 +53,10 @@ async def count(db: str, pg_url: str) -> dict[str, int]:
                     headers=headers,
                 )
                 r.raise_for_status()
+                if show:
+                    print(f"-- {msg}: {len(seen)} statements")
+                    for s in seen:
+                        print("   ", " ".join(s.split())[:160])
                 return len(seen)
 
             event.listen(rt.db.engine.sync_engine, "before_cursor_execute", on_execute)
@@ -88,9 +92,35 @@ async def count(db: str, pg_url: str) -> dict[str, int]:
                 for r in answers:
                     r.raise_for_status()
                 batched = round(len(seen) / BATCH)
+                seen.clear()
+                answers = await asyncio.gather(
+                    *(
+                        client.post(
+                            "/api/v1/inbound",
+                            json={
+                                "contact": {"external_id": f"n{i}"},
+                                "message": {"external_id": f"n{i}-0", "text": "necesito una cita"},
+                            },
+                            headers=headers,
+                        )
+                        for i in range(BATCH)
+                    )
+                )
+                for r in answers:
+                    r.raise_for_status()
+                new_batched = round(len(seen) / BATCH)
+                if show:
+                    print(f"-- a batch of {BATCH} new conversations: {len(seen)} statements")
+                    for s in seen:
+                        print("   ", " ".join(s.split())[:160])
+                if show:
+                    print(f"-- a batch of {BATCH} follow-ups: {len(seen)} statements")
+                    for s in seen:
+                        print("   ", " ".join(s.split())[:160])
     counts = {"new": new, "follow_up": follow_up, "new_agent_online": online}
     if batched:
         counts["follow_up_in_batch"] = batched
+        counts["new_in_batch"] = new_batched
     return counts
 
 
@@ -99,8 +129,9 @@ def main() -> int:
     p.add_argument("--db", choices=("postgresql", "sqlite"), default="postgresql")
     p.add_argument("--pg-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--show", action="store_true", help="print each message's statements")
     a = p.parse_args()
-    counts = asyncio.run(count(a.db, a.pg_url))
+    counts = asyncio.run(count(a.db, a.pg_url, a.show))
     if a.json:
         print(json.dumps(counts))
     else:

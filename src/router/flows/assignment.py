@@ -24,13 +24,30 @@ async def agent_loads(session: AsyncSession, tier: int | None = None) -> list[as
     snap = batch.active(session)
     if snap is not None and tier in snap.loads:
         return list(snap.loads[tier])
-    loads = await _read_loads(session, tier)
+    if snap is not None and None in snap.loads and snap.agent_tiers is not None:
+        # Every tier's were read ahead (and kept current): this tier's are among them.
+        loads = [a for a in snap.loads[None] if snap.agent_tiers.get(a.id) == tier]
+    else:
+        loads = await _read_loads(session, tier)
     if snap is not None:
         snap.loads[tier] = loads  # kept current by `assign_to` and `unassign`
     return list(loads)
 
 
-async def _read_loads(session: AsyncSession, tier: int | None) -> list[assign.AgentLoad]:
+async def read_ahead_loads(session: AsyncSession) -> None:
+    """Every online agent's load, before a batch's units run: read in a unit, the query
+    would flush the units before it on their own instead of with the batch."""
+    snap = batch.start(session)
+    if None in snap.loads:
+        return
+    tiers: dict[int, int | None] = {}
+    snap.loads[None] = await _read_loads(session, None, tiers)
+    snap.agent_tiers = tiers
+
+
+async def _read_loads(
+    session: AsyncSession, tier: int | None, tiers: dict[int, int | None] | None = None
+) -> list[assign.AgentLoad]:
     # Only online agents can take work (the pure chooser would drop the others anyway).
     stmt = select(Agent).where(
         Agent.active.is_(True), Agent.role.in_(WORKING_ROLES), Agent.presence == "online"
@@ -38,6 +55,8 @@ async def _read_loads(session: AsyncSession, tier: int | None) -> list[assign.Ag
     if tier is not None:
         stmt = stmt.where(Agent.tier == tier)
     agents = list(await session.scalars(stmt))
+    if tiers is not None:
+        tiers.update((a.id, a.tier) for a in agents)  # as stored (NULL is no tier's)
     if not agents:
         return []
     counts = dict(
@@ -303,9 +322,13 @@ async def recent_median_handle_s(session: AsyncSession, q: Queue, now: datetime)
     snap = batch.active(session)
     if snap is not None and q.id in snap.medians:
         return snap.medians[q.id]
-    median = await _read_median_handle_s(session, q, now)
-    if snap is not None:
-        snap.medians[q.id] = median
+    if snap is None:
+        return await _read_median_handle_s(session, q, now)
+    # A statistic of conversations resolved before this batch (its units only add and
+    # route): no need to flush the units before it, which would split the batch's writes.
+    with session.no_autoflush:
+        median = await _read_median_handle_s(session, q, now)
+    snap.medians[q.id] = median
     return median
 
 

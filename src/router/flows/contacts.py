@@ -38,11 +38,19 @@ _HELD_CONTACTS = "careline.contacts.contacts"
 
 def known_identity(session: AsyncSession, kind: str, value: str) -> ContactIdentity | None:
     """The identity if `resolve_contact` found or created it in this unit of work (no SQL);
-    None when unknown or no longer persistent (a rolled-back savepoint)."""
+    None when unknown or no longer in the session (a rolled-back savepoint). Pending counts:
+    in a batch a new identity is written with the batch's flush."""
     for obj in session.info.get(_HELD, ()):
-        if obj.kind == kind and obj.value == value and inspect(obj).persistent:
+        if obj.kind == kind and obj.value == value and _in_session(obj):
             return obj  # type: ignore[no-any-return]
     return None
+
+
+def _in_session(obj: object) -> bool:
+    """Persistent, or pending: in a batch a new row is written with the batch's flush. (A
+    rolled-back savepoint's rows are neither.)"""
+    state = inspect(obj)
+    return bool(state.persistent or state.pending)
 
 
 def identity_hash(key: bytes, kind: str, value: str) -> str:
@@ -72,13 +80,14 @@ async def resolve_contact(
         found = {}
         for k, v, _ in keys:
             ident = snap.identities[(k, v)] or known_identity(session, k, v)
-            if ident is not None and inspect(ident).persistent:
+            if ident is not None and _in_session(ident):
                 found[(k, v)] = ident
     else:
         found = await _find_identities(session, [(k, v) for k, v, _ in keys])
 
     contact_ids = sorted({i.contact_id for i in found.values()})
-    contacts = [await _live_contact(session, cid) for cid in contact_ids]
+    pending = {c.id: c for c in snap.contacts if inspect(c).pending} if snap is not None else {}
+    contacts = [pending.get(cid) or await _live_contact(session, cid) for cid in contact_ids]
     contact: Contact | None = min(contacts, key=lambda c: c.id) if contacts else None
     if contact is None:
         pairs = [(k, v) for k, v, _ in keys]
@@ -91,8 +100,14 @@ async def resolve_contact(
         contact = Contact(
             name=sender.name, attributes={"after_erasure": True} if after_erasure else {}
         )
+        reserved = batch.take_id(session, "contacts")
+        if reserved is not None:
+            contact.id = reserved  # a batch's (PostgreSQL): written with its next flush
         session.add(contact)
-        await session.flush()
+        if contact.id is None:
+            await session.flush()
+        elif snap is not None:
+            snap.contacts.append(contact)  # its next message in the batch finds it here
         await events.record(
             session,
             "contact.created",
@@ -127,7 +142,12 @@ async def resolve_contact(
         attrs["unverified_email"] = sender.email
     if attrs != contact.attributes:
         contact.attributes = attrs
-    await session.flush()
+    if snap is None:
+        # A new identity's unique constraint fires here, inside the caller's savepoint. In
+        # a batch it fires at the unit's savepoint (or, without savepoints, fails the
+        # batch, which is written again with them): a flush here would only write the
+        # earlier units' changes one by one, which the batch's commit writes together.
+        await session.flush()
     return contact
 
 

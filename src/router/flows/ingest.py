@@ -19,6 +19,7 @@ from models.messages import InboundMessage, Sender
 from models.vocab import ACTIVE_STATUSES, SENDER
 from router import metrics
 from router.errors import Conflict
+from router.flows.assignment import read_ahead_loads
 from router.flows.contacts import has_conversation, resolve_contact, without_conversations
 from router.flows.contacts import read_ahead as read_contacts
 from router.flows.route import after_inbound
@@ -107,6 +108,9 @@ async def _ingest_new(session: AsyncSession, rt: Runtime, msg: InboundMessage) -
     outbound = msg.direction == "out"
     call = msg.call.to_meta() if msg.call is not None else {}
     message = Message(
+        # Reserved for the batch (PostgreSQL): no flush is needed for the id, so the batch's
+        # messages go out in one INSERT at its commit.
+        **_reserved_id(session, "messages"),
         conversation_id=conv.id,
         direction="out" if outbound else "in",
         channel=msg.channel,
@@ -158,6 +162,11 @@ async def _ingest_new(session: AsyncSession, rt: Runtime, msg: InboundMessage) -
     return IngestResult(conv.id, message.id, duplicate=False)
 
 
+def _reserved_id(session: AsyncSession, table: str) -> dict[str, int]:
+    rid = batch.take_id(session, table)
+    return {} if rid is None else {"id": rid}
+
+
 async def _resolve_conversation(
     session: AsyncSession, rt: Runtime, contact: Contact, msg: InboundMessage
 ) -> tuple[Conversation, str]:
@@ -193,7 +202,8 @@ async def _resolve_conversation(
         ahead = snap.live[contact.id]
         if ahead is None:
             return await _new_conversation(session, contact, msg, now), "new"
-        if inspect(ahead).persistent and ahead.contact_id == contact.id:
+        state = inspect(ahead)
+        if (state.persistent or state.pending) and ahead.contact_id == contact.id:
             hold_lock(session, ahead.id)
             if ahead.status in ACTIVE_STATUSES:
                 return ahead, "open"
@@ -238,6 +248,7 @@ async def _new_conversation(
     session: AsyncSession, contact: Contact, msg: InboundMessage, now: datetime
 ) -> Conversation:
     conv = Conversation(
+        **_reserved_id(session, "conversations"),
         contact_id=contact.id,
         channel=msg.channel,
         status="open",
@@ -248,7 +259,9 @@ async def _new_conversation(
         updated_at=now,
     )
     session.add(conv)
-    await session.flush()
+    if conv.id is None:
+        await session.flush()  # its id; with a reserved one, the INSERT waits for the batch's
+        # flush and carries routing's choices (no UPDATE after it)
     has_conversation(session, contact)
     snap = batch.active(session)
     if snap is not None:
@@ -310,8 +323,28 @@ async def read_ahead(session: AsyncSession, items: Sequence[Any]) -> None:
         erasure_key=rt.settings.erasure_hmac_key(),
     )
     wanted = [c for c in contact_ids if c not in snap.live]
-    if not wanted:
-        return
+    if wanted:
+        await _read_live(session, rt, snap, wanted)
+    unknown = len(aheads) - len(contact_ids)
+    if unknown or any(
+        (c := snap.live.get(cid)) is None or c.assignee_id is None for cid in contact_ids
+    ):
+        # Someone may be assigned or told the wait: the agents' loads, before the units.
+        await read_ahead_loads(session)
+    if len(aheads) > 1 and not snap.ids:
+        # Ids for what the units will create, so none flushes for one: each message and an
+        # acknowledgement; a conversation for each sender without a live one (or unknown),
+        # a contact for each unknown sender. One statement, for the whole batch.
+        fresh = unknown + sum(snap.live.get(c) is None for c in contact_ids)
+        await batch.reserve_ids(
+            session,
+            {"messages": 2 * len(aheads), "conversations": fresh, "contacts": unknown},
+        )
+
+
+async def _read_live(
+    session: AsyncSession, rt: Runtime, snap: batch.Snapshot, wanted: list[int]
+) -> None:
     now = rt.now()
     window = timedelta(seconds=rt.policy.reopen_window_s)
     live = Conversation.status.in_(ACTIVE_STATUSES)

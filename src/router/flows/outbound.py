@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Contact, ContactIdentity, Conversation, Message, OutboxItem, Queue
@@ -17,6 +17,7 @@ from models.vocab import COPY_OF, SENDER, TEXT_CHANNELS
 from router.decide import assign, wait
 from router.errors import Conflict
 from router.flows import assignment
+from router.repo import batch
 from router.repo.events import conv_event
 from router.repo.queues import queue_of
 from router.runtime import Runtime
@@ -129,11 +130,15 @@ async def enqueue_outbound(
         delivery_status="queued",
         channel_meta={"recipient": recipient},
     )
+    reserved = batch.take_id(session, "messages")
+    if reserved is not None:
+        msg.id = reserved  # a batch's id (PostgreSQL): the INSERT waits for the batch's flush
     session.add(msg)
     # Set before the flush: they go out in the same UPDATE as the caller's pending changes.
     conv.last_outbound_at = now
     conv.updated_at = now
-    await session.flush()
+    if msg.id is None:
+        await session.flush()
     session.add(
         OutboxItem(
             message_id=msg.id,
@@ -257,6 +262,58 @@ async def send_wait_ack(
         conv.ack_sent = False  # a call-only contact: the callback request is the acknowledgement
 
 
+def _waiting(q: Queue, queue_id: Any, status: Any, assignee: Any) -> int:
+    return int(queue_id == q.id and status == "open" and assignee is None)
+
+
+async def _depth(session: AsyncSession, q: Queue, exclude_id: int | None) -> int:
+    """Open, unassigned conversations in `q` (other than `exclude_id`)."""
+    waiting = (
+        select(func.count())
+        .select_from(Conversation)
+        .where(
+            Conversation.queue_id == q.id,
+            Conversation.status == "open",
+            Conversation.assignee_id.is_(None),
+        )
+    )
+    snap = batch.active(session)
+    if snap is None:
+        return int(await session.scalar(waiting.where(Conversation.id != (exclude_id or 0))) or 0)
+    # In a batch: the rows as flushed are counted once (until the next flush) and without
+    # flushing the units before this one (which would write them one by one instead of with
+    # the batch); then corrected for what the units changed in memory, the truth.
+    n = snap.depth.get(q.id)
+    if n is None:
+        with session.no_autoflush:
+            n = snap.depth[q.id] = int(await session.scalar(waiting) or 0)
+    for obj in session.new:
+        if isinstance(obj, Conversation) and (obj.id is None or obj.id != exclude_id):
+            n += _waiting(q, obj.queue_id, obj.status, obj.assignee_id)
+    for obj in session.identity_map.values():
+        if not isinstance(obj, Conversation):
+            continue
+        state = inspect(obj)
+        if obj.id != exclude_id and not state.unloaded.isdisjoint(_KEYS):
+            continue  # not loaded, so not changed in memory: the count saw it as it is
+        now_ = (obj.queue_id, obj.status, obj.assignee_id)
+        attrs = state.attrs
+        was = tuple(_flushed(attrs[k].history, v) for k, v in zip(_KEYS, now_, strict=True))
+        if obj.id == exclude_id:
+            n -= _waiting(q, *was)  # counted as flushed, but it is the one asking
+        elif was != now_:
+            n += _waiting(q, *now_) - _waiting(q, *was)
+    return max(0, n)
+
+
+_KEYS = ("queue_id", "status", "assignee_id")
+
+
+def _flushed(history: Any, current: Any) -> Any:
+    """An attribute's value as last flushed (what a query sees)."""
+    return history.deleted[0] if history.deleted else current
+
+
 async def estimate_wait(
     session: AsyncSession,
     rt: Runtime,
@@ -267,19 +324,7 @@ async def estimate_wait(
     exclude_id: int | None = None,
     loads: list[assign.AgentLoad] | None = None,
 ) -> wait.WaitEstimate:
-    depth_ahead = int(
-        await session.scalar(
-            select(func.count())
-            .select_from(Conversation)
-            .where(
-                Conversation.queue_id == q.id,
-                Conversation.status == "open",
-                Conversation.assignee_id.is_(None),
-                Conversation.id != (exclude_id or 0),
-            )
-        )
-        or 0
-    )
+    depth_ahead = await _depth(session, q, exclude_id)
     # Who can take it now: online agents of the tier, their capacity left. Supervisors only
     # count when the policy lets them take work.
     last_resort = rt.policy.escalation.supervisor_last_resort

@@ -46,7 +46,7 @@ async def after_inbound(
         await conv_event(session, "message.received", conv, data=_received(message))
         await callbacks.on_call_message(session, rt, conv, message, now)
         return
-    decision = await route(session, rt, conv, contact, [message], now)  # flushes the message
+    decision = await route(session, rt, conv, contact, [message], now)  # the message has its id
     # After routing, so the event carries the queue (and tier) the message now belongs to.
     await conv_event(session, "message.received", conv, data=_received(message))
     await timers.on_customer_message(session, rt, conv, now, how=how)
@@ -182,7 +182,10 @@ async def route(
             conv,
             data={"alert": "supervisor", "reasons": list(decision.reasons)},
         )
-    await session.flush()
+    if conv.id is None or any(m.id is None for m in new_messages):
+        await session.flush()  # the ids, for the events and the caller
+    # Otherwise (ids reserved for a batch) the writes go out with the batch's next flush:
+    # one UPDATE and one INSERT for all its units (a unit's savepoint flushes its own).
     return decision
 
 

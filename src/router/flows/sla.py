@@ -115,7 +115,9 @@ async def apply_event(
             session.add(existing)
             rows[kind] = existing  # (the batch's snapshot, when `rows` is its entry)
         _write(existing, t, now)
-    await session.flush()
+    if batch.active(session) is None:
+        await session.flush()
+    # In a batch the timer rows go out with its next flush, all units' in one statement.
 
 
 async def on_customer_message(
@@ -165,7 +167,8 @@ async def on_queue_change(
             if t.state == "warned":
                 fresh = replace(fresh, warn_at=None)
         _write(row, fresh, now)
-    await session.flush()
+    if batch.active(session) is None:
+        await session.flush()
 
 
 async def running(

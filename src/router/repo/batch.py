@@ -19,7 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, UOWTransaction
 
 from models import Contact, ContactIdentity, Conversation, OutboxItem, SlaTimer
 from router.decide.assign import AgentLoad
@@ -46,12 +48,27 @@ class Snapshot:
     timers: dict[int, dict[str, SlaTimer]] = field(default_factory=dict)
     # tier (None: every tier) → the online agents and their open conversations.
     loads: dict[int | None, list[AgentLoad]] = field(default_factory=dict)
+    # queue id → its open unassigned conversations as flushed (cleared by every flush).
+    depth: dict[int, int] = field(default_factory=dict)
+    # agent id → their tier as stored, when every tier's loads were read ahead (loads[None]).
+    agent_tiers: dict[int, int | None] | None = None
     # queue id → median handle time over the last 24 h (None: no data).
     medians: dict[int, float | None] = field(default_factory=dict)
     # outbox item id → the item (None: gone), for recording delivery outcomes.
     outbox: dict[int, OutboxItem | None] = field(default_factory=dict)
     # Rows read ahead that units find with `session.get` (strong references).
     held: list[object] = field(default_factory=list)
+    # Table → ids reserved from its sequence for this batch's new rows (PostgreSQL), the
+    # smallest last. A new row whose id is known needs no flush of its own, so the batch's
+    # rows go out at its commit, one multi-row INSERT (or UPDATE) per table for all units.
+    ids: dict[str, list[int]] = field(default_factory=dict)
+
+
+@event.listens_for(Session, "after_flush")
+def _after_flush(session: Session, _ctx: UOWTransaction) -> None:
+    snap = session.info.get(_KEY)
+    if isinstance(snap, Snapshot):
+        snap.depth.clear()  # counts of flushed rows: a flush changes them
 
 
 def start(session: AsyncSession) -> Snapshot:
@@ -65,6 +82,41 @@ def start(session: AsyncSession) -> Snapshot:
 def active(session: AsyncSession) -> Snapshot | None:
     snap = session.info.get(_KEY)
     return snap if isinstance(snap, Snapshot) else None
+
+
+# The tables whose new rows a batch gives reserved ids (`reserve_ids`).
+RESERVED = ("messages", "conversations", "contacts")
+
+
+async def reserve_ids(session: AsyncSession, counts: dict[str, int]) -> None:
+    """Take `counts[table]` ids from each table's sequence, one statement for all (PostgreSQL;
+    elsewhere nothing). Unused ids are only gaps: ids are identifiers, and PostgreSQL's
+    sequences leave gaps on every rollback anyway."""
+    snap = start(session)
+    n = max(counts.values(), default=0)
+    if n <= 0 or session.get_bind().dialect.name != "postgresql":
+        return
+    cols = ", ".join(
+        f"CASE WHEN g <= :{t} THEN nextval(pg_get_serial_sequence('{t}', 'id')) END"
+        for t in RESERVED
+    )
+    rows = (
+        await session.execute(
+            text(f"SELECT {cols} FROM generate_series(1, :n) AS g"),  # noqa: S608 (constants)
+            {"n": n, **{t: counts.get(t, 0) for t in RESERVED}},
+        )
+    ).all()
+    for i, table in enumerate(RESERVED):
+        got = sorted((int(r[i]) for r in rows if r[i] is not None), reverse=True)
+        snap.ids.setdefault(table, []).extend(got)
+
+
+def take_id(session: AsyncSession, table: str) -> int | None:
+    """A reserved id for a new row of `table` in this batch, in ascending order; None: none
+    left, or no batch (the row gets its id from its INSERT, at a flush)."""
+    snap = active(session)
+    pool = snap.ids.get(table) if snap is not None else None
+    return pool.pop() if pool else None
 
 
 def drop(session: AsyncSession) -> None:

@@ -84,6 +84,8 @@ def _write(session: Session) -> None:
     pending: list[Event] | None = session.info.get(_UNWRITTEN)
     if not pending:
         return
+    # The rows they refer to first: a batch's writes may still be pending (`repo.batch`).
+    session.flush()
     rows = [{c: getattr(ev, c) for c in _COLUMNS} for ev in pending]
     pending.clear()
     session.connection().execute(insert(Event), rows)

@@ -15,7 +15,9 @@ from sqlalchemy import func, select
 from models import Contact, Conversation, Message, SlaTimer
 from models.messages import InboundMessage, Sender
 from router.errors import InvalidInput
-from router.flows import ingest
+from router.flows import ingest, outbound
+from router.repo import batch
+from router.repo.queues import queue_by_name
 from router.runtime import Runtime
 from tests.conftest import make_agent
 from tests.support.sql import recorded
@@ -191,3 +193,83 @@ async def test_a_failed_unit_mid_batch_leaves_the_later_units_correct(
     assert {"otra cosa 1", "otra cosa 2"} <= texts
     _convs, timers, _ = await _store_state(rt)
     assert all(n == 1 for n in timers.values()), timers
+
+
+async def test_the_wait_depth_in_a_batch_counts_what_the_units_changed_in_memory(
+    rt: Runtime,
+) -> None:
+    """In a batch the queue depth is counted once, without flushing the units before (so
+    their writes go out together), and corrected for their unflushed changes: it must equal
+    the count a flush then a query gives, whatever entered or left the queue in memory."""
+    agent_id, _ = await make_agent(rt, name="Ana", role="agent_l1", languages=["es"])
+    async with rt.db.session() as s:
+        q = await queue_by_name(s, "first_line")
+        other = await queue_by_name(s, "second_line")
+        contact = Contact(name="x", attributes={})
+        s.add(contact)
+        await s.flush()
+
+        def conv(queue_id: int, assignee: int | None = None) -> Conversation:
+            c = Conversation(
+                contact_id=contact.id,
+                channel="app",
+                status="open",
+                queue_id=queue_id,
+                priority="normal",
+                assignee_id=assignee,
+                tags=[],
+                routing_reasons=[],
+                created_at=rt.now(),
+                updated_at=rt.now(),
+            )
+            s.add(c)
+            return c
+
+        leaving, asking, joining, moved = conv(q.id), conv(q.id), conv(q.id, agent_id), conv(q.id)
+        await s.flush()
+        ids = (leaving.id, asking.id, joining.id, moved.id)
+
+    async def flushed_count(s: Any, exclude: int) -> int:
+        await s.flush()
+        return int(
+            await s.scalar(
+                select(func.count())
+                .select_from(Conversation)
+                .where(
+                    Conversation.queue_id == q.id,
+                    Conversation.status == "open",
+                    Conversation.assignee_id.is_(None),
+                    Conversation.id != exclude,
+                )
+            )
+            or 0
+        )
+
+    async with rt.db.session() as s:
+        batch.start(s)
+        leaving, asking, joining, moved = [await s.get(Conversation, i) for i in ids]
+        assert await outbound._depth(s, q, asking.id) == 2  # leaving, moved (cached now)
+        leaving.assignee_id = agent_id  # leaves the queue
+        joining.assignee_id = None  # back in it
+        moved.queue_id = other.id  # routed elsewhere
+        for _ in range(2):
+            s.add(  # new, unflushed
+                Conversation(
+                    contact_id=asking.contact_id,
+                    channel="app",
+                    status="open",
+                    queue_id=q.id,
+                    priority="normal",
+                    tags=[],
+                    routing_reasons=[],
+                    created_at=rt.now(),
+                    updated_at=rt.now(),
+                )
+            )
+        asking.priority = "high"  # the one asking never counts itself, changed or not
+        in_memory = await outbound._depth(s, q, asking.id)
+        assert in_memory == await flushed_count(s, asking.id) == 3  # joining, the two new
+        # After that flush the cached count is stale: it is read again.
+        joining.status = "pending"
+        assert await outbound._depth(s, q, asking.id) == await flushed_count(s, asking.id) == 2
+        await s.rollback()

@@ -28,6 +28,7 @@ from router.repo import batch
 from router.repo.access import hold_lock
 from router.repo.events import conv_event
 from router.runtime import Runtime
+from router.wake import after_commit
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ async def ingest(session: AsyncSession, rt: Runtime, msg: InboundMessage) -> Ing
     if snap is not None and snap.messages.get(key) is not None:
         # Read ahead for the batch (or stored by an earlier unit of it): a copy.
         conv_id, msg_id = snap.messages[key]  # type: ignore[misc]
-        metrics.INGEST_TOTAL.labels(msg.channel, "duplicate").inc()
+        _count(session, msg.channel, "duplicate")
         return IngestResult(conv_id, msg_id, duplicate=True)
     if without_savepoints(session):
         # An optimistic batch (router.group): no savepoint of our own. A conflict fails the
@@ -72,7 +73,7 @@ async def ingest(session: AsyncSession, rt: Runtime, msg: InboundMessage) -> Ing
         if attempt:
             found = await _existing(session, msg.channel, msg.external_id)
             if found is not None:
-                metrics.INGEST_TOTAL.labels(msg.channel, "duplicate").inc()
+                _count(session, msg.channel, "duplicate")
                 return IngestResult(found.conversation_id, found.id, duplicate=True)
         try:
             async with session.begin_nested():
@@ -92,9 +93,20 @@ def _stored(
     if snap is not None:
         # A copy later in the same batch is answered "duplicate" without a conflict.
         snap.messages[(msg.channel, msg.external_id)] = (result.conversation_id, result.message_id)
-    metrics.INGEST_TOTAL.labels(msg.channel, "stored").inc()
-    metrics.INGEST_SECONDS.labels(msg.channel).observe(time.perf_counter() - started)
+    _count(session, msg.channel, "stored", time.perf_counter() - started)
     return result
+
+
+def _count(session: AsyncSession, channel: str, outcome: str, seconds: float | None = None) -> None:
+    """Count the message once its transaction commits: a batch that fails and is written
+    again (router.group) runs its units twice, and a rolled-back one stored nothing."""
+
+    def count() -> None:
+        metrics.INGEST_TOTAL.labels(channel, outcome).inc()
+        if seconds is not None:
+            metrics.INGEST_SECONDS.labels(channel).observe(seconds)
+
+    after_commit(session, count)
 
 
 async def _ingest_new(session: AsyncSession, rt: Runtime, msg: InboundMessage) -> IngestResult:

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from models import Contact, Conversation, Message, SlaTimer
 from models.messages import InboundMessage, Sender
+from router import metrics
 from router.errors import InvalidInput
 from router.flows import ingest, outbound
 from router.repo import batch
@@ -53,6 +54,10 @@ async def _batch(rt: Runtime, msgs: list[InboundMessage]) -> list[Any]:
         ),
         return_exceptions=True,
     )
+
+
+def _stored_count() -> float:
+    return float(metrics.INGEST_TOTAL.labels("app", "stored")._value.get())
 
 
 async def _store_state(rt: Runtime) -> tuple[Counter[str], Counter[tuple[int, str]], int]:
@@ -158,6 +163,7 @@ async def test_a_failed_unit_mid_batch_leaves_the_later_units_correct(
         raise InvalidInput("bad record")  # after its writes: they must vanish
 
     msgs = [_msg(rt, "k1", f"k1-{i}", f"otra cosa {i}") for i in (1, 2)]
+    counted = _stored_count()
     jobs = [
         rt.group.submit(
             lambda s, m=m: ingest.ingest(s, rt, m),
@@ -182,6 +188,9 @@ async def test_a_failed_unit_mid_batch_leaves_the_later_units_correct(
     assert isinstance(results[1], InvalidInput)
     ok = [r for r in results if isinstance(r, ingest.IngestResult)]
     assert len(ok) == 2
+    # Counted once each, at the commit: not by the batch's first attempt (which failed and
+    # was written again), nor for the unit that was rolled back.
+    assert _stored_count() - counted == 2
     assert {r.conversation_id for r in ok} == {first.conversation_id}
     async with rt.db.session() as s:
         texts = set(

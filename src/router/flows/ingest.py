@@ -343,11 +343,14 @@ async def read_ahead(session: AsyncSession, items: Sequence[Any]) -> None:
     ):
         # Someone may be assigned or told the wait: the agents' loads, before the units.
         await read_ahead_loads(session)
-    if len(aheads) > 1 and not snap.ids:
+    fresh = unknown + sum(snap.live.get(c) is None for c in contact_ids)
+    if (len(aheads) > 1 or fresh) and not snap.ids:
         # Ids for what the units will create, so none flushes for one: each message and an
         # acknowledgement; a conversation for each sender without a live one (or unknown),
-        # a contact for each unknown sender. One statement, for the whole batch.
-        fresh = unknown + sum(snap.live.get(c) is None for c in contact_ids)
+        # a contact for each unknown sender. One statement, for the whole batch; worth it
+        # alone too for a new conversation, whose INSERT then carries routing's choices and
+        # the acknowledgement's (no UPDATE after it). A lone follow-up writes one UPDATE
+        # and one INSERT either way.
         await batch.reserve_ids(
             session,
             {"messages": 2 * len(aheads), "conversations": fresh, "contacts": unknown},

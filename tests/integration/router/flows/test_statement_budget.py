@@ -20,9 +20,9 @@ from tests.support.sql import recorded
 # Per backend: PostgreSQL takes row locks SQLite does not need; both include the search
 # index rows (router.repo.search) written at commit.
 BUDGET = {
-    "new": {"sqlite": 21, "postgresql": 17},
+    "new": {"sqlite": 21, "postgresql": 15},
     "follow_up": {"sqlite": 11, "postgresql": 10},
-    "new_agent_online": {"sqlite": 26, "postgresql": 22},
+    "new_agent_online": {"sqlite": 26, "postgresql": 20},
 }
 
 

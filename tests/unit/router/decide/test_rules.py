@@ -740,3 +740,107 @@ def test_learned_layer_does_not_judge_an_idiom(policy: Policy) -> None:
 def test_new_front_desk_requests(policy: Policy, text: str) -> None:
     d = _route(policy, text)
     assert d.queue == "first_line", d.reasons
+
+
+# -- blind set 7: crisis said inside admin requests, relatives' red flags, harmless idioms
+# (paraphrases written for these tests, not taken from the CSVs; each fails before this round)
+
+
+@pytest.mark.parametrize(
+    ("category", "text"),
+    [
+        (
+            "domestic_violence",
+            "if my husband finds out about this payment i'm dead, can i pay cash",
+        ),
+        ("domestic_violence", "если муж узнает про этот платёж, мне крышка"),
+        ("domestic_violence", "move my session please, i can't show up with this black eye"),
+        ("domestic_violence", "перенесите, пожалуйста, не могу прийти с синяком на пол-лица"),
+        ("violence_threat", "tell the receptionist she'd better watch out on her way out tonight"),
+        ("violence_threat", "передайте администратору, пусть поберегется после работы"),
+        ("violence_threat", "i keep imagining i plough into the people at the bus stop"),
+        (
+            "farewell",
+            "my colleague will take over my clients from friday, no need to call me after that",
+        ),
+        ("farewell", "коллега возьмёт мою группу, звонить больше не надо"),
+        (
+            "farewell",
+            "please remove me from your mailing list, by the next session it won't matter",
+        ),
+        (
+            "farewell",
+            "just tell dr lee she did everything she could, i don't want her to feel guilty",
+        ),
+        (
+            "farewell",
+            "whats the emergency contact form? someone must collect my cat, key is under the mat",
+        ),
+        ("suicidal_ideation", "anulen lo del jueves, no creo que llegue al jueves"),
+        ("suicidal_ideation", "i just lie here waiting for it all to end"),
+        ("suicidal_ideation", "лежу и жду, когда всё это закончится"),
+        ("burden_hopelessness", "why bother with more appointments, nothing ever changes"),
+        ("burden_hopelessness", "я сломана и ничего уже не поможет"),
+        ("plan_means", "which floor is the top one in your building? dont ask me why"),
+        ("plan_means", "a que hora pasa el tren por la estacion? no es para viajar"),
+        ("plan_means", "the footbridge near my house has no railing on one side"),
+        ("self_harm", "i punch the wall when i hate myself, should i tell my therapist"),
+        ("self_harm", "я бьюсь головой о стену, когда злюсь на себя"),
+        ("self_harm", "i skip meals on purpose because i dont deserve food"),
+        ("self_harm", "can someone stitch my arm, no questions asked? it's not the first time"),
+        ("child_abuse", "im 10 and my stepmum says no dinner as a punishment again"),
+        ("suicidal_ideation", "i honestly wouldnt care if i didnt wake up in the morning"),
+        ("suicidal_ideation", "me da lo mismo no despertar manana"),
+        ("burden_hopelessness", "para que sirve tanta terapia si nada funciona"),
+        (
+            "burden_hopelessness",
+            "i give up on these sessions, nothing works and nothing will change",
+        ),
+        ("plan_means", "found dozens of my dad's sleeping pills hidden under his mattress"),
+        ("overdose", "is 30 ibuprofen too many? already had them"),
+        ("overdose", "how many sleeping pills is too many? ive had 12 already"),
+        ("child_abuse", "tengo 10 y como castigo no me dejan comer"),
+    ],
+)
+def test_blind7_crisis_signs(policy: Policy, category: str, text: str) -> None:
+    d = _route(policy, text)
+    assert d.crisis, d.reasons
+    assert any(f"warning sign (crisis, {category})" in r for r in d.reasons), d.reasons
+
+
+@pytest.mark.parametrize(
+    ("category", "text"),
+    [
+        ("cardiac", "it feels like a heavy weight sitting right on the middle of my chest"),
+        ("bleeding", "my stool is black and tarry since this morning"),
+        ("breathing", "he can only say two or three words before he has to stop"),
+        ("breathing", "me atragante con una espina, no puedo tragar"),
+        ("unconscious", "my diabetic husband is very drowsy and not making sense"),
+        ("unconscious", "папа диабетик, сахар упал, очень заторможенный"),
+        ("unconscious", "i cant get a response out of my mum, she is on the sofa"),
+        ("bleeding", "папа на антикоагулянтах, упал, рассек голову"),
+        ("seizure", "se le fueron los ojos para arriba y se quedo tieso"),
+    ],
+)
+def test_blind7_urgent_medical_signs(policy: Policy, category: str, text: str) -> None:
+    d = _route(policy, text)
+    assert d.urgent_medical, d.reasons
+    assert any(f"warning sign (urgent_medical, {category})" in r for r in d.reasons), d.reasons
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "mi suegra me va a matar de un disgusto, puedo cambiar la cita?",
+        "spent all morning banging my head against the wall with this login",
+        "me estoy dando cabezazos contra la pared con el formulario",
+        "con esta espera me pego un tiro jajaja",
+        "i'll shoot you a text when i'm in the car park",
+        "врач просто бомба, спасибо за приём",
+        "i could strangle this printer, send it by email please",
+    ],
+)
+def test_blind7_idioms_are_not_a_crisis(policy: Policy, text: str) -> None:
+    d = _route(policy, text)
+    assert not d.crisis, d.reasons
+    assert not d.urgent_medical, d.reasons

@@ -633,7 +633,8 @@ def evaluate(r: dict[str, Any]) -> list[dict[str, Any]]:
                     f", follow-up in a batch of 8 {st['follow_up_in_batch']}"
                     if "follow_up_in_batch" in st
                     else ""
-                ),
+                )
+                + (f", new in a batch of 8 {st['new_in_batch']}" if "new_in_batch" in st else ""),
                 "target": "held by tests/…/test_statement_budget.py",
                 "verdict": "",
             }

@@ -1,10 +1,12 @@
 """SQL statements one inbound app message costs, counted on the connection (not timed): a new
 conversation, a follow-up, a new conversation with an agent online, and (PostgreSQL) a
-follow-up inside a batch of eight concurrent ones, per message. `bench/scale.py`
-prints these; `tests/integration/router/flows/test_statement_budget.py` holds the budget.
+follow-up and a new customer's first message inside a batch of eight concurrent ones, per
+message. `bench/scale.py` prints these; `tests/integration/router/flows/test_statement_budget.py`
+holds the budget.
 
     python bench/statements.py                 # PostgreSQL, a table
     python bench/statements.py --db sqlite --json
+    python bench/statements.py --show          # and each message's statements
 """
 
 from __future__ import annotations

@@ -61,6 +61,30 @@ async def count(db: str, pg_url: str, show: bool = False) -> dict[str, int]:
                         print("   ", " ".join(s.split())[:160])
                 return len(seen)
 
+            async def together(user: str, n: str, text: str, what: str) -> int:
+                """BATCH customers `user0…` write message `n` at once: statements per message."""
+                seen.clear()
+                answers = await asyncio.gather(
+                    *(
+                        client.post(
+                            "/api/v1/inbound",
+                            json={
+                                "contact": {"external_id": f"{user}{i}"},
+                                "message": {"external_id": f"{user}{i}-{n}", "text": text},
+                            },
+                            headers=headers,
+                        )
+                        for i in range(BATCH)
+                    )
+                )
+                for r in answers:
+                    r.raise_for_status()
+                if show:
+                    print(f"-- a batch of {BATCH} {what}: {len(seen)} statements")
+                    for s in seen:
+                        print("   ", " ".join(s.split())[:160])
+                return round(len(seen) / BATCH)
+
             event.listen(rt.db.engine.sync_engine, "before_cursor_execute", on_execute)
             await send("warm-up", "w1", "hola")  # caches (queues) warm, as in service
             new = await send("u1", "m1", "quiero cambiar mi cita del jueves")
@@ -71,54 +95,15 @@ async def count(db: str, pg_url: str, show: bool = False) -> dict[str, int]:
                 )
                 agent.presence = "online"
             online = await send("u2", "m3", "necesito una cita")
-            batched = 0
+            batched = new_batched = 0
             if db == "postgresql":
                 # Eight known customers write at once: one group-commit batch, whose
                 # look-ups are read ahead once for all (SQLite writes one unit at a time).
                 for i in range(BATCH):
                     await send(f"b{i}", f"b{i}-0", "hola, una pregunta")
-                seen.clear()
-                answers = await asyncio.gather(
-                    *(
-                        client.post(
-                            "/api/v1/inbound",
-                            json={
-                                "contact": {"external_id": f"b{i}"},
-                                "message": {"external_id": f"b{i}-1", "text": "y la factura"},
-                            },
-                            headers=headers,
-                        )
-                        for i in range(BATCH)
-                    )
-                )
-                for r in answers:
-                    r.raise_for_status()
-                batched = round(len(seen) / BATCH)
-                seen.clear()
-                answers = await asyncio.gather(
-                    *(
-                        client.post(
-                            "/api/v1/inbound",
-                            json={
-                                "contact": {"external_id": f"n{i}"},
-                                "message": {"external_id": f"n{i}-0", "text": "necesito una cita"},
-                            },
-                            headers=headers,
-                        )
-                        for i in range(BATCH)
-                    )
-                )
-                for r in answers:
-                    r.raise_for_status()
-                new_batched = round(len(seen) / BATCH)
-                if show:
-                    print(f"-- a batch of {BATCH} new conversations: {len(seen)} statements")
-                    for s in seen:
-                        print("   ", " ".join(s.split())[:160])
-                if show:
-                    print(f"-- a batch of {BATCH} follow-ups: {len(seen)} statements")
-                    for s in seen:
-                        print("   ", " ".join(s.split())[:160])
+                batched = await together("b", "1", "y la factura", "follow-ups")
+                # Eight new customers at once: their rows go out with the batch's commit.
+                new_batched = await together("n", "0", "necesito una cita", "new conversations")
     counts = {"new": new, "follow_up": follow_up, "new_agent_online": online}
     if batched:
         counts["follow_up_in_batch"] = batched

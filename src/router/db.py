@@ -20,10 +20,13 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Session, SessionTransaction
 
+from router.repo.savepoints import follow_savepoints
 from router.repo.search import IndexingSession
 from router.wake import AFTER_COMMIT_KEY, WAKE_KEY
+
+# A rolled-back savepoint's after-commit calls go with it (its unit stored nothing).
+follow_savepoints(AFTER_COMMIT_KEY)
 
 # SQLSTATE classes that mean "the server is not there right now", not "your query is wrong":
 # 08 connection exceptions, 57P operator intervention (admin/crash shutdown, cannot connect
@@ -44,35 +47,6 @@ _NETWORK_ERRNOS = frozenset(
 )
 # A connect() that neither succeeds nor fails (a black-holed server) must not hang requests.
 CONNECT_TIMEOUT_S = 10.0
-
-
-_HOOK_MARKS = "after_commit.marks"  # session.info: where each open savepoint's hooks begin
-
-
-@event.listens_for(Session, "after_transaction_create")
-def _mark_hooks(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.nested:
-        marks: dict[SessionTransaction, int] = session.info.setdefault(_HOOK_MARKS, {})
-        marks[transaction] = len(session.info.get(AFTER_COMMIT_KEY, ()))
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _drop_hooks(session: Session, previous: SessionTransaction) -> None:
-    """A rolled-back savepoint's `after_commit` hooks go with it (its unit stored nothing)."""
-    hooks: list[object] | None = session.info.get(AFTER_COMMIT_KEY)
-    if previous.nested:
-        mark = session.info.get(_HOOK_MARKS, {}).pop(previous, None)
-        if hooks and mark is not None:
-            del hooks[mark:]
-    elif previous.parent is None:
-        session.info.pop(AFTER_COMMIT_KEY, None)
-        session.info.pop(_HOOK_MARKS, None)
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _forget_hook_marks(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.parent is None:
-        session.info.pop(_HOOK_MARKS, None)
 
 
 def is_unavailable(error: BaseException) -> bool:

@@ -11,19 +11,19 @@ from typing import Any
 
 from sqlalchemy import event, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session
 
 from models import Conversation, Event, Queue
 from router.repo.queues import queue_of
+from router.repo.savepoints import follow_savepoints
 from router.wake import wake_after_commit
 
 # Events of this unit of work whose tier follows a conversation's (session.info key):
 # conversation events with no explicit tier, and contact events.
 _FOLLOWING = "careline.events.following"
-# Events recorded and not yet written (session.info keys), and where each open savepoint
-# began in that list: a savepoint that rolls back drops what was recorded inside it.
-_UNWRITTEN = "careline.events.unwritten"
-_MARKS = "careline.events.marks"
+# Events recorded and not yet written (a session.info key): a savepoint that rolls back
+# drops what was recorded inside it, a rollback all of them.
+_UNWRITTEN = follow_savepoints("careline.events.unwritten")
 _COLUMNS = ("type", "conversation_id", "contact_id", "agent_id", "queue", "tier", "data")
 
 
@@ -102,34 +102,6 @@ async def write_pending(session: AsyncSession) -> None:
 def _write_at_commit(session: Session) -> None:
     if not session.in_nested_transaction():  # a savepoint's release is not the commit
         _write(session)
-
-
-@event.listens_for(Session, "after_transaction_create")
-def _mark(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.nested:
-        marks: dict[SessionTransaction, int] = session.info.setdefault(_MARKS, {})
-        marks[transaction] = len(session.info.get(_UNWRITTEN) or ())
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _drop_rolled_back(session: Session, previous: SessionTransaction) -> None:
-    pending: list[Event] | None = session.info.get(_UNWRITTEN)
-    if previous.nested:
-        mark = session.info.get(_MARKS, {}).pop(previous, None)
-        if pending and mark is not None:
-            del pending[mark:]
-    elif previous.parent is None:
-        if pending:
-            pending.clear()
-        session.info.pop(_MARKS, None)
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _forget_marks(session: Session, transaction: SessionTransaction) -> None:
-    # A released savepoint's mark stays until then: the end of a savepoint comes before
-    # its rollback event, so the mark cannot be dropped at its own end.
-    if transaction.parent is None:
-        session.info.pop(_MARKS, None)
 
 
 async def contact_tier(session: AsyncSession, contact_id: int) -> int:
